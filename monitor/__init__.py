@@ -1,0 +1,3 @@
+"""provmon: LLM provider benchmarking and uptime monitor."""
+
+__version__ = "0.1.0"

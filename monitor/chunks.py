@@ -1,0 +1,150 @@
+"""Reads one SSE event of a chat completion stream: a `Chunk`, `Done` or `Malformed`.
+
+Pure: it takes the event's text and returns values. It is lenient where providers differ
+(`reasoning` vs `reasoning_content`, usage on every chunk, `choices: []`) and strict where a probe
+must fail (text that is not a JSON object).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.sse import SSEEvent
+
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The token accounting a provider reported; `cost_usd` when the route reports it."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """An error object sent inside a 200 stream (OpenRouter's mid-stream errors, vLLM's, ...)."""
+
+    code: int | str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chat.completion.chunk, reduced to what a probe measures."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: bool = False
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: StreamError | None = None
+    provider: str | None = None
+    sent_ns: int | None = None
+
+    @property
+    def has_token(self) -> bool:
+        """Content-bearing: answer text, reasoning text or a tool call (TTFT counts these)."""
+        return bool(self.content or self.reasoning or self.tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The `data: [DONE]` sentinel."""
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """An event whose data is not a JSON object; `excerpt` is the start of it."""
+
+    reason: str
+    excerpt: str
+
+
+DONE = Done()
+
+
+def read_event(event: SSEEvent) -> Chunk | Done | Malformed:
+    """Interpret one SSE event of a chat completion stream."""
+    text = event.data
+    if text.strip() == "[DONE]":
+        return DONE
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Malformed(f"invalid JSON: {exc.msg}", text[:EXCERPT_CHARS])
+    except ValueError as exc:  # e.g. numbers too long to convert
+        return Malformed(f"invalid JSON: {exc}", text[:EXCERPT_CHARS])
+    if not isinstance(obj, dict):
+        return Malformed("JSON is not an object", text[:EXCERPT_CHARS])
+    return _chunk(obj)
+
+
+def _chunk(obj: dict[str, Any]) -> Chunk:
+    content: list[str] = []
+    reasoning: list[str] = []
+    tool_calls = False
+    finish_reason: str | None = None
+    choices = obj.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                c = delta.get("content")
+                if isinstance(c, str):
+                    content.append(c)
+                for key in ("reasoning", "reasoning_content"):
+                    r = delta.get(key)
+                    if isinstance(r, str):
+                        reasoning.append(r)
+                tc = delta.get("tool_calls")
+                if isinstance(tc, list) and tc:
+                    tool_calls = True
+            fr = choice.get("finish_reason")
+            if isinstance(fr, str) and fr:
+                finish_reason = fr
+    sent = obj.get("x_sent_ns")
+    provider = obj.get("provider")
+    return Chunk(
+        content="".join(content),
+        reasoning="".join(reasoning),
+        tool_calls=tool_calls,
+        finish_reason=finish_reason,
+        usage=_usage(obj.get("usage")),
+        error=_error(obj.get("error")),
+        provider=provider if isinstance(provider, str) else None,
+        sent_ns=sent if isinstance(sent, int) else None,
+    )
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def _usage(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    cost = value.get("cost")
+    cost_usd = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    return Usage(_int(value.get("prompt_tokens")), _int(value.get("completion_tokens")), cost_usd)
+
+
+def _error(value: Any) -> StreamError | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, dict):
+        code = value.get("code")
+        message = value.get("message")
+        return StreamError(
+            code if isinstance(code, int | str) and not isinstance(code, bool) else None,
+            message if isinstance(message, str) else json.dumps(value)[:EXCERPT_CHARS],
+        )
+    return StreamError(None, str(value)[:EXCERPT_CHARS])

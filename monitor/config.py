@@ -1,0 +1,321 @@
+"""Loads the TOML config once into frozen, validated objects; errors name the key and the problem.
+
+Secrets are referenced by environment variable name (`api_key_env`); their values are looked up
+here, once, from the mapping the caller passes, and kept in `Secret` so they never print.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from monitor.metrics import Prices
+
+DEFAULT_CONFIG_PATH = Path("provmon.toml")
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` lists each as `key.path: what is wrong`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"invalid config {self.source}:"] + [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class Secret:
+    """A secret value that never shows itself in repr, str, logs or JSON."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME.pattern)]
+
+
+class Timeouts(_Model):
+    """Per-probe deadlines, in seconds."""
+
+    connect_s: PositiveSeconds = 10.0
+    first_token_s: PositiveSeconds = 60.0
+    idle_s: PositiveSeconds = 30.0
+    total_s: PositiveSeconds = 300.0
+
+    @model_validator(mode="after")
+    def _total_covers_first_token(self) -> Timeouts:
+        if self.total_s < self.first_token_s:
+            raise ValueError("total_s must be at least first_token_s")
+        return self
+
+
+class Workload(_Model):
+    """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
+
+    name: str = ""
+    input_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+DEFAULT_WORKLOADS: dict[str, Workload] = {
+    "heartbeat": Workload(name="heartbeat", input_tokens=10, max_tokens=1),
+    "short": Workload(name="short", input_tokens=100, max_tokens=300),
+    "long": Workload(name="long", input_tokens=1000, max_tokens=1000),
+}
+
+
+class ProviderLimits(_Model):
+    """How hard provmon may hit one provider: request rate and requests in flight."""
+
+    requests_per_s: Annotated[float, Field(gt=0)] | None = None
+    concurrency: Annotated[int, Field(ge=1)] = 4
+
+
+class OpenRouterSettings(_Model):
+    base_url: str = OPENROUTER_BASE_URL
+    api_key_env: EnvName | None = "OPENROUTER_API_KEY"
+
+
+class _PriceFields(_Model):
+    input_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    stream_options: bool = True
+    workloads: tuple[str, ...] = ("short",)
+
+
+class DirectTarget(_PriceFields):
+    """A provider's own OpenAI-compatible endpoint."""
+
+    route: Literal["direct"]
+    model: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    provider_model: str | None = None
+    api_key_env: EnvName | None = None
+
+
+class OpenRouterTarget(_PriceFields):
+    """A model on OpenRouter, one target per provider, each pinned to that provider alone."""
+
+    route: Literal["openrouter"]
+    model: Annotated[str, Field(min_length=1)]
+    providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+
+
+TargetEntry = Annotated[DirectTarget | OpenRouterTarget, Field(discriminator="route")]
+
+
+class ConfigFile(_Model):
+    """The TOML file as written."""
+
+    vantage: Annotated[str, Field(min_length=1, max_length=64)] = "local"
+    timeouts: Timeouts = Timeouts()
+    workloads: dict[str, Workload] = {}
+    openrouter: OpenRouterSettings = OpenRouterSettings()
+    providers: dict[str, ProviderLimits] = {}
+    targets: tuple[TargetEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _workloads_exist(self) -> ConfigFile:
+        known = set(DEFAULT_WORKLOADS) | set(self.workloads)
+        for i, t in enumerate(self.targets):
+            for w in t.workloads:
+                if w not in known:
+                    raise ValueError(
+                        f"targets[{i}].workloads: unknown workload {w!r} "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """(model, provider, route): what is probed. `key` identifies it everywhere."""
+
+    model: str
+    provider: str
+    route: str
+    base_url: str
+    request_model: str
+    api_key: Secret | None = None
+    prices: Prices | None = None
+    stream_options: bool = True
+    workloads: tuple[str, ...] = ("short",)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.provider}|{self.route}"
+
+    @property
+    def pinned(self) -> bool:
+        """OpenRouter route: the request pins the provider with no fallbacks."""
+        return self.route == "openrouter"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The validated config: what the rest of provmon reads."""
+
+    vantage: str
+    timeouts: Timeouts
+    workloads: dict[str, Workload]
+    providers: dict[str, ProviderLimits]
+    targets: tuple[Target, ...]
+    openrouter: OpenRouterSettings
+    openrouter_key: Secret | None
+    source: str = "<defaults>"
+
+    def limits_for(self, provider: str) -> ProviderLimits:
+        return self.providers.get(provider, ProviderLimits())
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("direct", "openrouter") and out.endswith("]"):
+            continue  # the discriminator tag pydantic adds inside a union
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            msg = "route must be 'direct' or 'openrouter'"
+        elif err["type"] == "union_tag_not_found":
+            msg = "missing 'route' ('direct' or 'openrouter')"
+        problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
+    return problems
+
+
+def parse_config(
+    data: Mapping[str, Any], environ: Mapping[str, str], source: str = "<config>"
+) -> Config:
+    """Validate a parsed TOML document and resolve secrets from `environ`."""
+    try:
+        raw = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+    problems: list[str] = []
+
+    def secret(env: str | None, where: str) -> Secret | None:
+        if env is None:
+            return None
+        value = environ.get(env)
+        if not value:
+            problems.append(f"{where}: environment variable {env} is not set")
+            return None
+        return Secret(value)
+
+    workloads = dict(DEFAULT_WORKLOADS)
+    for name, w in raw.workloads.items():
+        workloads[name] = w.model_copy(update={"name": name})
+    need_openrouter = any(t.route == "openrouter" for t in raw.targets)
+    openrouter_key = (
+        secret(raw.openrouter.api_key_env, "openrouter.api_key_env") if need_openrouter else None
+    )
+    targets: list[Target] = []
+    for i, entry in enumerate(raw.targets):
+        prices = None
+        if entry.input_price_per_mtok is not None or entry.output_price_per_mtok is not None:
+            prices = Prices(entry.input_price_per_mtok or 0.0, entry.output_price_per_mtok or 0.0)
+        common: dict[str, Any] = {
+            "prices": prices,
+            "stream_options": entry.stream_options,
+            "workloads": entry.workloads,
+        }
+        if isinstance(entry, DirectTarget):
+            targets.append(
+                Target(
+                    model=entry.model,
+                    provider=entry.provider,
+                    route="direct",
+                    base_url=entry.base_url.rstrip("/"),
+                    request_model=entry.provider_model or entry.model,
+                    api_key=secret(entry.api_key_env, f"targets[{i}].api_key_env"),
+                    **common,
+                )
+            )
+        else:
+            for provider in entry.providers:
+                targets.append(
+                    Target(
+                        model=entry.model,
+                        provider=provider,
+                        route="openrouter",
+                        base_url=raw.openrouter.base_url.rstrip("/"),
+                        request_model=entry.model,
+                        api_key=openrouter_key,
+                        **common,
+                    )
+                )
+    seen: dict[str, int] = {}
+    for t in targets:
+        seen[t.key] = seen.get(t.key, 0) + 1
+    problems += [f"targets: {k!r} is listed {n} times" for k, n in seen.items() if n > 1]
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(
+        vantage=raw.vantage,
+        timeouts=raw.timeouts,
+        workloads=workloads,
+        providers=dict(raw.providers),
+        targets=tuple(targets),
+        openrouter=raw.openrouter,
+        openrouter_key=openrouter_key,
+        source=source,
+    )
+
+
+def load_config(path: Path, environ: Mapping[str, str]) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_config(data, environ, str(path))

@@ -1,0 +1,99 @@
+"""The probe result: one frozen value per probe, with the fields and outcomes of DESIGN.md 2–3."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class Outcome(enum.StrEnum):
+    """Exactly one per probe. See DESIGN.md section 3."""
+
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    STREAM_ERROR = "stream_error"
+    EMPTY_RESPONSE = "empty_response"
+    MONITOR_ERROR = "monitor_error"
+
+    @property
+    def counts_against_uptime(self) -> bool:
+        """True for failures: they lower uptime."""
+        return self in _FAILURES
+
+    @property
+    def excluded_from_uptime(self) -> bool:
+        """True for outcomes that count neither as success nor as failure."""
+        return self in _EXCLUDED
+
+
+_FAILURES = frozenset(
+    {
+        Outcome.SERVER_ERROR,
+        Outcome.TIMEOUT,
+        Outcome.CONNECTION_ERROR,
+        Outcome.STREAM_ERROR,
+        Outcome.EMPTY_RESPONSE,
+    }
+)
+_EXCLUDED = frozenset({Outcome.RATE_LIMITED, Outcome.CLIENT_ERROR, Outcome.MONITOR_ERROR})
+
+
+class TokenSource(enum.StrEnum):
+    """Where `output_tokens` came from."""
+
+    USAGE = "usage"
+    TOKENIZER = "tokenizer"
+    ESTIMATE = "estimate"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe: what was probed, how it ended, and what it measured.
+
+    Durations are milliseconds measured with `perf_counter_ns`; `started_at` is tz-aware UTC.
+    Metric fields are None when the probe did not get far enough to measure them.
+    """
+
+    model: str
+    provider: str
+    route: str
+    vantage: str
+    workload: str
+    started_at: datetime
+    outcome: Outcome
+    error_kind: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    ttft_ms: float | None = None
+    ttfa_ms: float | None = None
+    latency_ms: float | None = None
+    output_tokens: int | None = None
+    input_tokens: int | None = None
+    token_source: TokenSource | None = None
+    decode_tps: float | None = None
+    e2e_tps: float | None = None
+    chunks: int = 0
+    buffered: bool = False
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+    served_by: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form of DESIGN.md section 2: plain types, ISO-8601 UTC timestamp."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[f.name] = value
+        return out
