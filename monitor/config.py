@@ -210,7 +210,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             continue  # the discriminator tag pydantic adds inside a union
         else:
             out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return out
 
 
 def _problems(exc: ValidationError) -> list[str]:
@@ -223,7 +223,8 @@ def _problems(exc: ValidationError) -> list[str]:
             msg = "route must be 'direct' or 'openrouter'"
         elif err["type"] == "union_tag_not_found":
             msg = "missing 'route' ('direct' or 'openrouter')"
-        problems.append(f"{_loc(tuple(err['loc']))}: {msg}")
+        loc = tuple(err["loc"])
+        problems.append(f"{_loc(loc)}: {msg}" if loc else msg)
     return problems
 
 
