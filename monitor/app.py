@@ -1,0 +1,218 @@
+"""The composition root: builds sessions, probers and the simulator, and runs each command's job.
+
+The CLI parses arguments and calls one function here; everything with a lifetime (HTTP session,
+simulator, signal handlers) is opened and closed in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, TextIO
+
+import aiohttp
+
+from monitor.config import Config, Target, Workload, parse_config
+from monitor.discover import parse_endpoints, to_toml
+from monitor.probe import Prober
+from monitor.redact import short_message
+from monitor.results import ProbeResult
+from monitor.simulator import DEMO_MODEL, Farm, demo_farm, quirks_farm, run_simulator, serve
+from monitor.tables import comparison_table
+from monitor.throttle import Gates
+
+
+@contextlib.asynccontextmanager
+async def client_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One HTTP session for all probes; no connection cap (per-provider gates bound it)."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": "provmon/0.1 (+https://github.com/provmon/provmon)"},
+    ) as session:
+        yield session
+
+
+def make_prober(session: aiohttp.ClientSession, cfg: Config) -> Prober:
+    return Prober(session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=Gates(cfg.limits_for))
+
+
+async def probe_once(
+    cfg: Config,
+    jobs: Sequence[tuple[Target, Workload]],
+    *,
+    count: int,
+    concurrency: int,
+    on_result: Callable[[ProbeResult], None],
+) -> list[ProbeResult]:
+    """Run every (target, workload) job `count` times, at most `concurrency` at once."""
+    results: list[ProbeResult] = []
+    sem = asyncio.Semaphore(concurrency)
+    async with client_session() as session:
+        prober = make_prober(session, cfg)
+
+        async def one(target: Target, workload: Workload) -> None:
+            async with sem:
+                result = await prober.probe(target, workload)
+            results.append(result)
+            on_result(result)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(count):
+                for target, workload in jobs:
+                    tg.create_task(one(target, workload))
+    return results
+
+
+async def fetch_endpoints(
+    base_url: str, model: str, api_key: str | None, timeout_s: float = 30.0
+) -> str:
+    """GET {base}/models/{model}/endpoints and return target entries as TOML text.
+
+    Raises RuntimeError with a readable message when the API cannot be read.
+    """
+    url = f"{base_url.rstrip('/')}/models/{model}/endpoints"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    secrets = [api_key] if api_key else []
+    try:
+        async with (
+            client_session() as session,
+            session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp,
+        ):
+            body = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{url}: HTTP {resp.status}: {short_message(body, secrets)}")
+            doc = await resp.json(content_type=None)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        raise RuntimeError(f"{url}: {short_message(str(exc) or type(exc).__name__)}") from None
+    try:
+        endpoints = parse_endpoints(doc)
+    except ValueError as exc:
+        raise RuntimeError(f"{url}: {exc}") from None
+    if not endpoints:
+        raise RuntimeError(f"{url}: no providers serve {model}")
+    return to_toml(model, endpoints)
+
+
+def scenario_farm(name: str, seed: int) -> Farm:
+    if name == "quirks":
+        return quirks_farm(seed)
+    return demo_farm(seed)
+
+
+async def simulate(
+    scenario: str, host: str, port: int, seed: int, out: TextIO
+) -> None:  # pragma: no cover - runs until a signal
+    farm = scenario_farm(scenario, seed)
+    base = f"http://{host}:{port}"
+    out.write(f"simulator ({scenario}) on {base}\n")
+    out.write(f"  OpenRouter-like front: {base}/api/v1  (models: {', '.join(farm.model_ids())})\n")
+    for p in farm.profiles:
+        out.write(f"  {p.name:<24} {base}/{p.slug}/v1\n")
+    out.write("Ctrl-C or SIGTERM stops it.\n")
+    out.flush()
+    await serve(farm, host, port)
+
+
+DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
+
+
+def demo_config(openrouter_base_url: str, direct: dict[str, str]) -> Config:
+    """Config for the demo: each simulated provider direct and through the OpenRouter front."""
+    targets: list[dict[str, Any]] = [
+        {
+            "route": "direct",
+            "model": DEMO_MODEL,
+            "provider": name,
+            "base_url": url,
+            "workloads": ["demo"],
+        }
+        for name, url in direct.items()
+    ]
+    targets.append(
+        {
+            "route": "openrouter",
+            "model": DEMO_MODEL,
+            "providers": list(direct),
+            "workloads": ["demo"],
+        }
+    )
+    doc = {
+        "vantage": "demo",
+        "timeouts": {"connect_s": 2, "first_token_s": 5, "idle_s": 3, "total_s": 15},
+        "workloads": {"demo": DEMO_WORKLOAD},
+        "openrouter": {"base_url": openrouter_base_url, "api_key_env": None},
+        "targets": targets,
+    }
+    return parse_config(doc, {}, "<demo>")
+
+
+async def demo(duration_s: float, interval_s: float, out: TextIO) -> list[ProbeResult]:
+    """Start the simulator, probe its four providers for `duration_s`, print a comparison."""
+    farm = demo_farm(outage_start_s=duration_s * 0.3, outage_duration_s=duration_s * 0.3)
+    async with run_simulator(farm) as sim:
+        cfg = demo_config(
+            sim.openrouter_base_url, {p.name: sim.direct_base_url(p.slug) for p in farm.profiles}
+        )
+        out.write(
+            f"provmon demo: simulator on {sim.base_url}, {len(farm.profiles)} providers of "
+            f"{DEMO_MODEL}, {len(cfg.targets)} targets, probing every {interval_s:g}s "
+            f"for {duration_s:g}s\n"
+        )
+        out.flush()
+        results: list[ProbeResult] = []
+        workload = cfg.workloads["demo"]
+        async with client_session() as session:
+            prober = make_prober(session, cfg)
+            start = time.monotonic()
+            round_no = 0
+            while time.monotonic() - start < duration_s:
+                round_start = time.monotonic()
+                round_no += 1
+                batch = await asyncio.gather(*(prober.probe(t, workload) for t in cfg.targets))
+                results += batch
+                ok = sum(r.outcome.value == "ok" for r in batch)
+                out.write(
+                    f"  round {round_no:>3}  t={round_start - start:5.1f}s  "
+                    f"{ok}/{len(batch)} ok  "
+                    + " ".join(f"{r.provider[:8]}/{r.route[:3]}:{r.outcome.value}" for r in batch)
+                    + "\n"
+                )
+                out.flush()
+                await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - round_start)))
+    out.write(f"\n{len(results)} probes of {DEMO_MODEL}, by provider and route:\n\n")
+    out.write(comparison_table(results) + "\n")
+    out.write(
+        "\nuptime% = ok / (ok + failures); rate-limited probes are excluded and shown apart.\n"
+        "ttft in ms, decode and e2e in tokens/s (p50 over ok probes).\n"
+    )
+    return results
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` in a fresh event loop; SIGTERM and SIGINT cancel it and exit 130."""
+
+    async def wrapper() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            sys.stderr.write("stopped\n")
+            return 130
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(wrapper())

@@ -1,0 +1,271 @@
+"""The `provmon` command line: parses arguments, loads config, calls the composition root."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor import __version__, app
+from monitor.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_config
+from monitor.results import Outcome, ProbeResult
+from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command line that cannot be acted on; the message says why."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(Path(args.config), os.environ)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    models = {t.model for t in cfg.targets}
+    providers = {t.provider for t in cfg.targets}
+    print(
+        f"config ok: {cfg.source}: vantage {cfg.vantage!r}, {len(cfg.targets)} targets "
+        f"({len(models)} models, {len(providers)} providers), "
+        f"workloads: {', '.join(sorted(cfg.workloads))}"
+    )
+    return EXIT_OK
+
+
+def _adhoc_config(args: argparse.Namespace) -> Config:
+    """A one-target config from --base-url/--model, keeping a config file's other settings."""
+    target: dict[str, object] = {
+        "route": "direct",
+        "model": args.model,
+        "provider": args.provider or "adhoc",
+        "base_url": args.base_url,
+    }
+    if args.api_key_env:
+        target["api_key_env"] = args.api_key_env
+    doc: dict[str, object] = {"targets": [target]}
+    if args.config_given or Path(args.config).exists():
+        base = _config(args)
+        doc["vantage"] = base.vantage
+        doc["timeouts"] = base.timeouts.model_dump()
+        doc["workloads"] = {
+            name: {"input_tokens": w.input_tokens, "max_tokens": w.max_tokens}
+            for name, w in base.workloads.items()
+        }
+    return parse_config(doc, os.environ, "command line")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    if bool(args.base_url) != bool(args.model):
+        raise UsageError("--base-url and --model go together")
+    cfg = _adhoc_config(args) if args.base_url else _config(args)
+    targets = [
+        t
+        for t in cfg.targets
+        if (args.base_url or not args.provider or t.provider.casefold() == args.provider.casefold())
+        and (not args.only_model or t.model == args.only_model)
+    ]
+    if not targets:
+        raise UsageError("no configured target matches --provider/--only-model")
+    if args.workload and args.workload not in cfg.workloads:
+        known = ", ".join(sorted(cfg.workloads))
+        raise UsageError(f"unknown workload {args.workload!r} (known: {known})")
+    jobs = [
+        (t, cfg.workloads[w])
+        for t in targets
+        for w in ([args.workload] if args.workload else t.workloads)
+    ]
+    if not args.json:
+        print(fixed_line(PROBE_HEADERS))
+
+    def show(r: ProbeResult) -> None:
+        line = json.dumps(r.to_json()) if args.json else fixed_line(probe_row(r))
+        print(line, flush=True)
+
+    results: list[ProbeResult] = []
+
+    async def main() -> int:
+        results.extend(
+            await app.probe_once(
+                cfg, jobs, count=args.count, concurrency=args.concurrency, on_result=show
+            )
+        )
+        return EXIT_OK
+
+    code = app.run(main())
+    if code != EXIT_OK:
+        return code
+    if not args.json and len(results) > 1:
+        print("\n" + comparison_table(results))
+    return EXIT_OK if all(r.outcome is Outcome.OK for r in results) else EXIT_FAIL
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+
+    async def main() -> int:
+        try:
+            print(await app.fetch_endpoints(args.base_url, args.model, api_key), end="")
+        except RuntimeError as exc:
+            print(f"provmon discover: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        return EXIT_OK
+
+    return app.run(main())
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        await app.simulate(args.scenario, args.host, args.port, args.seed, sys.stdout)
+        return EXIT_OK
+
+    return app.run(main())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        await app.demo(args.duration, args.interval, sys.stdout)
+        return EXIT_OK
+
+    return app.run(main())
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provmon",
+        description=(
+            "LLM provider benchmarking and uptime monitor: probes every provider serving your "
+            "models and measures time to first token, tokens per second and errors."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"provmon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=None,
+            help=f"TOML config file (default: ./{DEFAULT_CONFIG_PATH})",
+        )
+
+    p = sub.add_parser(
+        "demo",
+        help="run the simulator and probe it: a per-provider comparison in under a minute",
+        description=(
+            "Starts the built-in provider simulator on loopback (four providers of one model: "
+            "fast, cheap-but-slow, flaky with an outage, rate-limited), probes each directly "
+            "and through the OpenRouter-like front, and prints a comparison."
+        ),
+    )
+    p.add_argument("--duration", type=_positive_float, default=40.0, help="seconds (default 40)")
+    p.add_argument(
+        "--interval", type=_positive_float, default=2.0, help="seconds between rounds (default 2)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "probe",
+        help="one-off probes of the configured targets, or of --base-url/--model",
+        description=(
+            "Sends streamed chat completions and prints one row per probe (or, with --json, one "
+            "JSON object per line with the fields of DESIGN.md section 2). Exit status 0 when "
+            "every probe was ok, 1 otherwise, 2 for a bad command line or config."
+        ),
+    )
+    with_config(p)
+    p.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://host/v1")
+    p.add_argument("--model", help="model name to send (with --base-url)")
+    p.add_argument(
+        "--provider", help="provider name: filters configured targets, or names the ad-hoc one"
+    )
+    p.add_argument("--only-model", help="probe only configured targets of this model")
+    p.add_argument("--api-key-env", help="environment variable holding the key (with --base-url)")
+    p.add_argument("--workload", help="workload name (default: each target's own workloads)")
+    p.add_argument("--count", type=_positive_int, default=1, help="probes per target (default 1)")
+    p.add_argument(
+        "--concurrency", type=_positive_int, default=8, help="probes in flight (default 8)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per probe")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser(
+        "discover",
+        help="list the providers OpenRouter serves a model from, as config entries",
+        description="Reads {base-url}/models/MODEL/endpoints and prints TOML [[targets]] entries.",
+    )
+    p.add_argument("model", help="model id, e.g. microsoft/wizardlm-2-8x22b")
+    p.add_argument("--base-url", default="https://openrouter.ai/api/v1", help="API base URL")
+    p.add_argument(
+        "--api-key-env",
+        default="OPENROUTER_API_KEY",
+        help="environment variable holding the key, sent if set (default OPENROUTER_API_KEY)",
+    )
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser(
+        "check",
+        help="validate the config; exit status 0 when usable",
+        description="Loads and validates the config, resolving every api_key_env. Exit 0 when "
+        "it is usable; otherwise prints each problem with its key and exits 2.",
+    )
+    with_config(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "simulate",
+        help="run the provider simulator alone",
+        description="Serves simulated OpenAI-compatible providers and an OpenRouter-like front "
+        "until Ctrl-C or SIGTERM.",
+    )
+    p.add_argument("--scenario", choices=["demo", "quirks"], default="demo")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8808)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "config"):
+        args.config_given = args.config is not None
+        args.config = args.config or str(DEFAULT_CONFIG_PATH)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"provmon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
