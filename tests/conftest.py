@@ -39,9 +39,7 @@ def make_config(sim: Simulator, *providers: str, route: str = "direct", **extra:
             for p in providers
         ]
     else:
-        targets = [
-            {"route": "openrouter", "model": DEMO_MODEL, "providers": list(providers)}
-        ]
+        targets = [{"route": "openrouter", "model": DEMO_MODEL, "providers": list(providers)}]
     doc = {
         "vantage": "test",
         "timeouts": extra.pop("timeouts", FAST_TIMEOUTS),

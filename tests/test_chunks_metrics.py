@@ -197,7 +197,12 @@ def meter_with(**chunk: object) -> StreamMeter:
             1,
             (Outcome.OK, None),
         ),
-        (meter_with(**delta(content="x")), Ending.EOF, 1, (Outcome.STREAM_ERROR, "stream.truncated")),
+        (
+            meter_with(**delta(content="x")),
+            Ending.EOF,
+            1,
+            (Outcome.STREAM_ERROR, "stream.truncated"),
+        ),
         (meter_with(**delta(content="x")), Ending.CUT, 1, (Outcome.STREAM_ERROR, "stream.cut")),
         (
             meter_with(**delta(content="x")),

@@ -4,6 +4,8 @@ error_kind, tokens and timings, compared with the simulator's ground truth."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import socket
 import time
@@ -309,10 +311,8 @@ async def test_connect_timeout_on_a_listener_that_never_accepts(
         for _ in range(8):
             f = socket.socket()
             f.setblocking(False)
-            try:
+            with contextlib.suppress(BlockingIOError):
                 f.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
             fillers.append(f)
         cfg = parse_config(
             {
@@ -401,10 +401,10 @@ async def test_provider_gate_bounds_concurrency_and_rate(
     elapsed = time.monotonic() - start
     assert all(r.outcome is Outcome.OK for r in results)
     arrivals = sorted(t.arrival_ns for t in sim.farm.truth)
-    gaps_s = [(b - a) / 1e9 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps_s = [(b - a) / 1e9 for a, b in itertools.pairwise(arrivals)]
     assert min(gaps_s) >= 0.09  # at most 10 starts a second
     assert elapsed >= 0.3
     # Concurrency 1: no two requests overlapped.
     spans = sorted((t.arrival_ns, t.last_token_ns or t.arrival_ns) for t in sim.farm.truth)
-    for (_, end), (start_next, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start_next, _) in itertools.pairwise(spans):
         assert start_next >= end
