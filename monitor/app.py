@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
@@ -125,17 +124,22 @@ async def simulate(
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
 
 
-def demo_config(openrouter_base_url: str, direct: dict[str, str]) -> Config:
-    """Config for the demo: each simulated provider direct and through the OpenRouter front."""
+def demo_config(openrouter_base_url: str, direct: dict[str, tuple[str, float, float]]) -> Config:
+    """Config for the demo: each simulated provider direct and through the OpenRouter front.
+
+    `direct` maps provider name → (base URL, input and output USD per million tokens).
+    """
     targets: list[dict[str, Any]] = [
         {
             "route": "direct",
             "model": DEMO_MODEL,
             "provider": name,
             "base_url": url,
+            "input_price_per_mtok": price_in,
+            "output_price_per_mtok": price_out,
             "workloads": ["demo"],
         }
-        for name, url in direct.items()
+        for name, (url, price_in, price_out) in direct.items()
     ]
     targets.append(
         {
@@ -155,45 +159,78 @@ def demo_config(openrouter_base_url: str, direct: dict[str, str]) -> Config:
     return parse_config(doc, {}, "<demo>")
 
 
-async def demo(duration_s: float, interval_s: float, out: TextIO) -> list[ProbeResult]:
-    """Start the simulator, probe its four providers for `duration_s`, print a comparison."""
-    farm = demo_farm(outage_start_s=duration_s * 0.3, outage_duration_s=duration_s * 0.3)
+def _progress(elapsed_s: float, results: Sequence[ProbeResult]) -> str:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    failing = sorted({r.provider for r in results[-16:] if r.outcome.counts_against_uptime})
+    text = ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    note = f"  (failing now: {', '.join(failing)})" if failing else ""
+    return f"  {elapsed_s:5.1f}s  {len(results):4d} probes: {text}{note}\n"
+
+
+async def demo(
+    duration_s: float, interval_s: float, out: TextIO, progress_every_s: float = 5.0
+) -> list[ProbeResult]:
+    """Start the simulator, probe its four providers for `duration_s`, print a comparison.
+
+    Each target is probed on its own schedule, every `interval_s` (a slow provider does not hold
+    back the others); the flaky provider's outage covers the middle third of the run.
+    """
+    farm = demo_farm(outage_start_s=duration_s / 3, outage_duration_s=duration_s / 3)
+    results: list[ProbeResult] = []
     async with run_simulator(farm) as sim:
         cfg = demo_config(
-            sim.openrouter_base_url, {p.name: sim.direct_base_url(p.slug) for p in farm.profiles}
+            sim.openrouter_base_url,
+            {
+                p.name: (sim.direct_base_url(p.slug), p.input_usd_per_mtok, p.output_usd_per_mtok)
+                for p in farm.profiles
+            },
         )
         out.write(
-            f"provmon demo: simulator on {sim.base_url}, {len(farm.profiles)} providers of "
-            f"{DEMO_MODEL}, {len(cfg.targets)} targets, probing every {interval_s:g}s "
-            f"for {duration_s:g}s\n"
+            f"provmon demo: simulator on {sim.base_url}: {len(farm.profiles)} providers of "
+            f"{DEMO_MODEL}, each probed directly and through the OpenRouter-like front "
+            f"({len(cfg.targets)} targets), every {interval_s:g}s for {duration_s:g}s\n"
         )
         out.flush()
-        results: list[ProbeResult] = []
         workload = cfg.workloads["demo"]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + duration_s
+
         async with client_session() as session:
             prober = make_prober(session, cfg)
-            start = time.monotonic()
-            round_no = 0
-            while time.monotonic() - start < duration_s:
-                round_start = time.monotonic()
-                round_no += 1
-                batch = await asyncio.gather(*(prober.probe(t, workload) for t in cfg.targets))
-                results += batch
-                ok = sum(r.outcome.value == "ok" for r in batch)
-                out.write(
-                    f"  round {round_no:>3}  t={round_start - start:5.1f}s  "
-                    f"{ok}/{len(batch)} ok  "
-                    + " ".join(f"{r.provider[:8]}/{r.route[:3]}:{r.outcome.value}" for r in batch)
-                    + "\n"
-                )
-                out.flush()
-                await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - round_start)))
+
+            async def probe_loop(target: Target, offset_s: float) -> None:
+                slot = start + offset_s
+                while slot < end:
+                    await asyncio.sleep(max(0.0, slot - loop.time()))
+                    results.append(await prober.probe(target, workload))
+                    while slot <= loop.time():
+                        slot += interval_s  # skip slots missed while a probe ran long
+
+            async def report_progress() -> None:
+                while True:
+                    await asyncio.sleep(progress_every_s)
+                    out.write(_progress(loop.time() - start, results))
+                    out.flush()
+
+            reporter = asyncio.create_task(report_progress())
+            try:
+                n = len(cfg.targets)
+                async with asyncio.TaskGroup() as tg:
+                    for i, target in enumerate(cfg.targets):
+                        tg.create_task(probe_loop(target, interval_s * i / n))
+            finally:
+                reporter.cancel()
     out.write(f"\n{len(results)} probes of {DEMO_MODEL}, by provider and route:\n\n")
     out.write(comparison_table(results) + "\n")
     out.write(
         "\nuptime% = ok / (ok + failures); rate-limited probes are excluded and shown apart.\n"
-        "ttft in ms, decode and e2e in tokens/s (p50 over ok probes).\n"
+        "ttft in ms, decode and e2e in tokens/s: p50/p90 over ok probes. cost_usd: what the\n"
+        "probes cost, from usage.cost (OpenRouter) or tokens × price (direct).\n"
     )
+    out.flush()
     return results
 
 
