@@ -1,0 +1,243 @@
+"""The command line, run as a user runs it, against the simulator served from a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
+from monitor.simulator.farm import Farm
+
+KEY = "sk-cli-test-secret-998877"
+
+SECTION2_FIELDS = {
+    "ttft_ms",
+    "ttfa_ms",
+    "latency_ms",
+    "output_tokens",
+    "token_source",
+    "decode_tps",
+    "e2e_tps",
+    "chunks",
+    "buffered",
+    "cost_usd",
+    "input_tokens",
+    "http_status",
+    "retry_after_s",
+    "outcome",
+    "error_kind",
+    "started_at",
+    "model",
+    "provider",
+    "route",
+    "vantage",
+    "workload",
+}
+
+
+@pytest.fixture
+def threaded_sim() -> Iterator[Simulator]:
+    """The simulator in its own event loop on a thread, so the CLI can run its own loop."""
+    farm: Farm = quirks_farm(seed=3, api_key=KEY, processing_s=0.05)
+    ready = threading.Event()
+    box: dict[str, object] = {}
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with run_simulator(farm) as sim:
+            box["sim"] = sim
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    sim = box["sim"]
+    assert isinstance(sim, Simulator)
+    yield sim
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    loop.close()
+
+
+def write_config(tmp_path: Path, sim: Simulator) -> Path:
+    path = tmp_path / "provmon.toml"
+    path.write_text(
+        f"""
+vantage = "cli-test"
+[timeouts]
+first_token_s = 2
+idle_s = 1
+total_s = 5
+[workloads.small]
+input_tokens = 20
+max_tokens = 10
+[openrouter]
+base_url = "{sim.openrouter_base_url}"
+api_key_env = "SIM_KEY"
+[[targets]]
+route = "openrouter"
+model = "{DEMO_MODEL}"
+providers = ["plain", "http-500"]
+workloads = ["small"]
+[[targets]]
+route = "direct"
+model = "{DEMO_MODEL}"
+provider = "comments"
+base_url = "{sim.direct_base_url("comments")}"
+api_key_env = "SIM_KEY"
+workloads = ["small"]
+"""
+    )
+    return path
+
+
+def test_probe_json_prints_one_object_per_probe(
+    threaded_sim: Simulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIM_KEY", KEY)
+    cfg = write_config(tmp_path, threaded_sim)
+    code = main(["probe", "-c", str(cfg), "--json", "--count", "2"])
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 6
+    for obj in lines:
+        assert SECTION2_FIELDS <= set(obj)
+        assert obj["vantage"] == "cli-test"
+    by_provider = {o["provider"]: o for o in lines}
+    assert by_provider["plain"]["outcome"] == "ok"
+    assert by_provider["comments"]["outcome"] == "ok"
+    assert by_provider["http-500"]["outcome"] == "stream_error"
+    assert code == 1  # not every probe was ok
+    assert KEY not in out
+
+
+def test_probe_table_and_filter(
+    threaded_sim: Simulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIM_KEY", KEY)
+    cfg = write_config(tmp_path, threaded_sim)
+    code = main(["probe", "-c", str(cfg), "--provider", "plain", "--count", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].startswith("provider")
+    assert out.count("plain") >= 3  # two rows and the comparison
+    assert "uptime%" in out
+
+
+def test_adhoc_probe(
+    threaded_sim: Simulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MY_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "probe",
+            "--base-url",
+            threaded_sim.direct_base_url("reasoning"),
+            "--model",
+            DEMO_MODEL,
+            "--provider",
+            "reasoning",
+            "--api-key-env",
+            "MY_KEY",
+            "--workload",
+            "short",
+            "--json",
+        ]
+    )
+    obj = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert obj["outcome"] == "ok"
+    assert obj["workload"] == "short"
+    assert obj["ttft_ms"] < obj["ttfa_ms"]
+
+
+def test_discover_prints_loadable_toml(
+    threaded_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "discover",
+            DEMO_MODEL,
+            "--base-url",
+            threaded_sim.openrouter_base_url,
+            "--api-key-env",
+            "X",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = tomllib.loads(out)
+    target = doc["targets"][0]
+    assert target["route"] == "openrouter"
+    assert target["model"] == DEMO_MODEL
+    assert {"plain", "comments", "http-500"} <= set(target["providers"])
+
+
+def test_discover_unknown_model_is_a_clear_error(
+    threaded_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["discover", "nobody/nothing", "--base-url", threaded_sim.openrouter_base_url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "HTTP 404" in err
+
+
+def test_check_good_and_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[[targets]]\nroute = "openrouter"\nmodel = "a/b"\nproviders = ["X", "Y"]\n')
+    monkeypatch.setenv("OPENROUTER_API_KEY", "k")
+    assert main(["check", "-c", str(good)]) == 0
+    assert "2 targets" in capsys.readouterr().out
+    monkeypatch.delenv("OPENROUTER_API_KEY")
+    assert main(["check", "-c", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "openrouter.api_key_env: environment variable OPENROUTER_API_KEY is not set" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[timeouts]\nidle_s = 'soon'\n")
+    assert main(["check", "-c", str(bad)]) == 2
+    assert "timeouts.idle_s" in capsys.readouterr().err
+    assert main(["check", "-c", str(tmp_path / "missing.toml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["probe", "--base-url", "http://127.0.0.1:1/v1"]) == 2
+    assert "--base-url and --model go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["probe", "--count", "0"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_runs_and_compares_providers(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--duration", "6", "--interval", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for provider in ("Swiftly", "Budget", "Flaky", "Throttled"):
+        assert provider in out
+    assert "uptime%" in out
+    assert "rate_limited" in out or "rate_ltd%" in out
