@@ -13,9 +13,7 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def render(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1
-) -> str:
+def render(headers: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1) -> str:
     """The first `text_columns` columns left-aligned, numbers right-aligned."""
     table = [list(headers), *[list(r) for r in rows]]
     widths = [max(len(r[i]) for r in table) for i in range(len(headers))]

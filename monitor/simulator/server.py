@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -78,9 +78,20 @@ async def run_simulator(
         await runner.cleanup()
 
 
-async def serve(farm: Farm, host: str = "127.0.0.1", port: int = 8808) -> None:
-    """Serve `farm` until cancelled (for `provmon simulate` and out-of-process benchmarks)."""
-    async with run_simulator(farm, host, port):
+async def serve(
+    farm: Farm,
+    host: str = "127.0.0.1",
+    port: int = 8808,
+    *,
+    ready: Callable[[Simulator], None] | None = None,
+) -> None:
+    """Serve `farm` until cancelled (`provmon simulate`, out-of-process benchmarks).
+
+    `ready` is called once the port is bound, e.g. to print `sim.base_url` when `port` is 0.
+    """
+    async with run_simulator(farm, host, port) as sim:
+        if ready is not None:
+            ready(sim)
         await asyncio.Event().wait()
 
 
