@@ -20,7 +20,15 @@ from monitor.discover import parse_endpoints, to_toml
 from monitor.probe import Prober
 from monitor.redact import short_message
 from monitor.results import ProbeResult
-from monitor.simulator import DEMO_MODEL, Farm, demo_farm, quirks_farm, run_simulator, serve
+from monitor.simulator import (
+    DEMO_MODEL,
+    Farm,
+    Simulator,
+    demo_farm,
+    quirks_farm,
+    run_simulator,
+    serve,
+)
 from monitor.tables import comparison_table
 from monitor.throttle import Gates
 
@@ -107,18 +115,22 @@ def scenario_farm(name: str, seed: int) -> Farm:
     return demo_farm(seed)
 
 
-async def simulate(
-    scenario: str, host: str, port: int, seed: int, out: TextIO
-) -> None:  # pragma: no cover - runs until a signal
+async def simulate(scenario: str, host: str, port: int, seed: int, out: TextIO) -> None:
+    """Serve a simulator scenario until cancelled, printing where each provider is."""
     farm = scenario_farm(scenario, seed)
-    base = f"http://{host}:{port}"
-    out.write(f"simulator ({scenario}) on {base}\n")
-    out.write(f"  OpenRouter-like front: {base}/api/v1  (models: {', '.join(farm.model_ids())})\n")
-    for p in farm.profiles:
-        out.write(f"  {p.name:<24} {base}/{p.slug}/v1\n")
-    out.write("Ctrl-C or SIGTERM stops it.\n")
-    out.flush()
-    await serve(farm, host, port)
+
+    def ready(sim: Simulator) -> None:
+        out.write(f"simulator ({scenario}) on {sim.base_url}\n")
+        out.write(
+            f"  OpenRouter-like front: {sim.openrouter_base_url}  "
+            f"(models: {', '.join(farm.model_ids())})\n"
+        )
+        for p in farm.profiles:
+            out.write(f"  {p.name:<24} {sim.direct_base_url(p.slug)}\n")
+        out.write("Ctrl-C or SIGTERM stops it.\n")
+        out.flush()
+
+    await serve(farm, host, port, ready=ready)
 
 
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
@@ -234,8 +246,12 @@ async def demo(
     return results
 
 
-def run(main: Coroutine[Any, Any, int]) -> int:
-    """Run `main` in a fresh event loop; SIGTERM and SIGINT cancel it and exit 130."""
+def run(main: Coroutine[Any, Any, int], *, stop_exit_code: int = 130) -> int:
+    """Run `main` in a fresh event loop; SIGTERM or SIGINT cancels it.
+
+    A cancelled run exits with `stop_exit_code`: 130 for one-off commands, 0 for services
+    (`simulate`, `run`) for which a signal is the normal way to stop.
+    """
 
     async def wrapper() -> int:
         task = asyncio.current_task()
@@ -247,7 +263,7 @@ def run(main: Coroutine[Any, Any, int]) -> int:
             return await main
         except asyncio.CancelledError:
             sys.stderr.write("stopped\n")
-            return 130
+            return stop_exit_code
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

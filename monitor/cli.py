@@ -124,7 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         await app.simulate(args.scenario, args.host, args.port, args.seed, sys.stdout)
         return EXIT_OK
 
-    return app.run(main())
+    return app.run(main(), stop_exit_code=EXIT_OK)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -197,6 +197,7 @@ async def test_error_after_200_keeps_the_message(
         ("http-500", Outcome.STREAM_ERROR, "stream.error"),  # in-stream after OpenRouter's 200
         ("empty", Outcome.EMPTY_RESPONSE, "empty"),
         ("cut", Outcome.STREAM_ERROR, "stream.cut"),
+        ("http-429", Outcome.RATE_LIMITED, "stream.rate_limited"),
     ],
 )
 async def test_openrouter_route(

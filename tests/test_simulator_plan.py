@@ -406,7 +406,8 @@ def test_openrouter_normalises_the_wire_format() -> None:
 def test_openrouter_relays_upstream_errors_in_stream(name: str, code: int) -> None:
     plan = make_plan(name, route="openrouter")
     assert plan.status == 200
-    assert plan.intent.outcome is Outcome.STREAM_ERROR
+    expected = Outcome.RATE_LIMITED if code == 429 else Outcome.STREAM_ERROR
+    assert plan.intent.outcome is expected
     last = chunks(plan)[-1]
     assert last["error"]["code"] == code
     assert last["choices"] == [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
@@ -463,7 +464,7 @@ def test_plans_are_deterministic_for_a_seed() -> None:
         ("refuse", None, Outcome.CONNECTION_ERROR, "cut"),
     ],
 )
-def test_outage_windows(mode: str, status: int | None, outcome: Outcome, ending: str) -> None:
+def test_outage_windows(mode: Any, status: int | None, outcome: Outcome, ending: str) -> None:
     prof = replace(profile("plain"), outages=((10.0, 20.0),), outage_mode=mode)
     assert make_plan(prof, elapsed_s=9.99).intent.outcome is Outcome.OK
     inside = make_plan(prof, elapsed_s=10.0)
@@ -489,13 +490,13 @@ def test_token_counts_agree_everywhere(
     output_tokens: int,
     reasoning_tokens: int,
     max_tokens: int | None,
-    usage_mode: str,
+    usage_mode: Any,
     role_first: bool,
     buffered: bool,
     route: str,
     fault: str,
 ) -> None:
-    faults = {f"p_{fault}": 1.0} if fault != "none" else {}
+    faults: dict[str, Any] = {f"p_{fault}": 1.0} if fault != "none" else {}
     prof = replace(
         profile("plain"),
         tokens_per_chunk=tokens_per_chunk,
@@ -659,14 +660,21 @@ def test_farm_keeps_and_resets_the_truth() -> None:
     assert farm.truth == []
     assert farm.start_ns == 5
     assert farm.plan_chat("direct", "plain", None, body(), 0)[1].request_id == "sim-000001"
+    farm.max_truth = 10
+    ids = [farm.plan_chat("direct", "plain", None, body(), 0)[1].request_id for _ in range(30)]
+    assert 10 <= len(farm.truth) <= 11
+    assert farm.truth[-1].request_id == ids[-1]
 
 
 def test_farm_outages_follow_its_clock() -> None:
     farm = demo_farm(outage_start_s=20.0, outage_duration_s=15.0)
     farm.start_ns = 1_000_000_000
-    at = lambda s: int(1e9 + s * 1e9)  # noqa: E731
-    outcomes = [farm.plan_chat("direct", "flaky", None, body(), at(s))[1].fault for s in (25, 34)]
-    assert outcomes == ["outage_http_503", "outage_http_503"]
+    faults = [
+        farm.plan_chat("direct", "flaky", None, body(), farm.start_ns + s * 1_000_000_000)[1].fault
+        for s in (19, 20, 34, 35)
+    ]
+    assert faults[1:3] == ["outage_http_503", "outage_http_503"]
+    assert "outage_http_503" not in (faults[0], faults[3])
 
 
 @pytest.mark.parametrize(

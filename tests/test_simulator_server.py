@@ -54,7 +54,7 @@ async def sdk_stream(
 ) -> tuple[str, Any, list[Any]]:
     """Stream one completion with the openai SDK: (text, last usage, all chunks)."""
     async with openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0) as client:
-        stream = await client.chat.completions.create(
+        stream: Any = await client.chat.completions.create(
             model=DEMO_MODEL,
             messages=MESSAGES,  # type: ignore[arg-type]
             stream=True,
@@ -302,6 +302,9 @@ async def test_truth_and_reset_over_http(sim: Simulator, session: aiohttp.Client
     assert truth == [record.to_json() for record in sim.farm.truth]
     assert truth[0]["outcome"] == "ok"
     assert truth[0]["tokens_written"] == 20
+    later = f"{sim.base_url}/_sim/truth?since_ns={sim.farm.truth[0].arrival_ns + 1}"
+    async with session.get(later) as r:
+        assert await r.json() == []
     async with session.post(sim.base_url + "/_sim/reset") as r:
         assert r.status == 200
     assert sim.farm.truth == []

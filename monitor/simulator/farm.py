@@ -95,6 +95,8 @@ class Farm:
     `usage.cost` on the direct routes too. `stamp_send_time` adds `x_sent_ns` to every data
     chunk. `processing_s` is the interval of the OpenRouter front's processing comments.
     `start_ns` (monotonic) is the origin of the outage windows; the server sets it when None.
+    `created` is the Unix time chunks report at the farm's start (no wall clock is read).
+    `truth` keeps the latest `max_truth` records (oldest dropped first).
     """
 
     profiles: tuple[ProviderProfile, ...]
@@ -105,6 +107,7 @@ class Farm:
     processing_s: float = 0.2
     start_ns: int | None = None
     created: int = 1_713_225_600
+    max_truth: int = 100_000
     truth: list[TruthRecord] = field(default_factory=list, init=False)
     _rngs: dict[str, random.Random] = field(default_factory=dict, init=False, repr=False)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
@@ -174,6 +177,8 @@ class Farm:
             ending=plan.ending,
         )
         self.truth.append(record)
+        if len(self.truth) > self.max_truth * 1.1:
+            del self.truth[: len(self.truth) - self.max_truth]
         return plan, record
 
     def _decide(

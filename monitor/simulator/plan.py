@@ -26,36 +26,11 @@ SENT_NS_PLACEHOLDER = b"__X_SENT_NS__"
 PROCESSING_COMMENT = ": OPENROUTER PROCESSING"
 KEEPALIVE_COMMENT = ": keep-alive"
 
-_WORDS = (
-    " time",
-    " data",
-    " fast",
-    " slow",
-    " word",
-    " text",
-    " test",
-    " mode",
-    " path",
-    " node",
-    " host",
-    " port",
-    " code",
-    " rate",
-    " load",
-    " disk",
-    " file",
-    " line",
-    " page",
-    " site",
-    " user",
-    " list",
-    " item",
-    " plan",
-    " task",
-    " step",
-    " unit",
-    " zone",
+_VOCABULARY = (
+    "time data fast slow word text test mode path node host port code rate load disk file line"
+    " page site user list item plan task step unit zone"
 )
+_WORDS = tuple(" " + word for word in _VOCABULARY.split())
 
 
 def token_text(index: int) -> str:
@@ -121,9 +96,11 @@ class Intent:
 class Plan:
     """The whole response: head, timed writes, how it ends, and what it intends.
 
-    For a non-200 status the single step holds the JSON body. For `ending` "stall" and "hang"
-    the server then waits until the client goes away, writing `keepalive` every `keepalive_s`
-    when it is not empty. "cut" aborts the connection after the steps.
+    For a non-200 status the single step holds the JSON body. `status` None means no response
+    head at all: with `ending` "hang" the connection is held open silently, with "cut" it is
+    dropped at once (refuse-like). After a 200's steps, "cut" aborts the connection mid-body;
+    "stall" and "hang" wait until the client goes away, writing `keepalive` every `keepalive_s`
+    when it is not empty.
     """
 
     status: int | None
@@ -348,7 +325,9 @@ class _Builder:
             "metadata": {"provider_name": self.profile.name},
         }
         self.data(at_s, self.chunk({"content": ""}, "error") | {"error": error})
-        return self.plan(200, "done", self.intent(200, Outcome.STREAM_ERROR, fault, "error"))
+        # A 429 passed on inside the stream is still a rate limit (provmon's classify_stream).
+        outcome = Outcome.RATE_LIMITED if status == 429 else Outcome.STREAM_ERROR
+        return self.plan(200, "done", self.intent(200, outcome, fault, "error"))
 
     def hang(self, fault: str) -> Plan:
         intent = self.intent(200 if self.openrouter else None, Outcome.TIMEOUT, fault, None)

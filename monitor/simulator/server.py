@@ -17,7 +17,7 @@ from monitor.simulator.plan import SENT_NS_PLACEHOLDER, Plan, Route
 
 FARM = web.AppKey("farm", Farm)
 IN_FLIGHT: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("in_flight")
-STOPPING: web.AppKey[list[bool]] = web.AppKey("stopping")
+STOPPING = web.AppKey("stopping", asyncio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +38,15 @@ class Simulator:
 
 
 def build_app(farm: Farm) -> web.Application:
-    """The aiohttp application serving `farm` (direct routes, OpenRouter front, /_sim)."""
+    """The aiohttp application serving `farm` (direct routes, OpenRouter front, /_sim).
+
+    Run it with `run_simulator`, or an AppRunner with `handler_cancellation=True`: that is how a
+    hang or stall learns that its client went away.
+    """
     app = web.Application()
     app[FARM] = farm
     app[IN_FLIGHT] = set()
-    app[STOPPING] = [False]
+    app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_cancel_in_flight)
     app.add_routes(
         [
@@ -73,7 +77,8 @@ async def run_simulator(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
-        yield Simulator(farm, f"http://{bound_host}:{bound_port}")
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield Simulator(farm, f"http://{url_host}:{bound_port}")
     finally:
         await runner.cleanup()
 
@@ -128,7 +133,7 @@ async def _chat(request: web.Request, route: Route, slug: str | None) -> web.Str
         await _forever()  # until aiohttp cancels the handler for the lost connection
     except asyncio.CancelledError:  # client gone (handler cancellation), or shutdown
         record.closed_by = record.closed_by or (
-            "shutdown" if request.app[STOPPING][0] else "client"
+            "shutdown" if request.app[STOPPING].is_set() else "client"
         )
         _abort(request)  # never let a stall or hang end as a clean response
         raise
@@ -206,7 +211,7 @@ def _abort(request: web.Request) -> None:
 
 async def _cancel_in_flight(app: web.Application) -> None:
     """On shutdown, end every chat handler (hangs and stalls would otherwise wait forever)."""
-    app[STOPPING][0] = True
+    app[STOPPING].set()
     for task in app[IN_FLIGHT].copy():
         task.cancel()
 
@@ -237,7 +242,13 @@ async def _openrouter_endpoints(request: web.Request) -> web.Response:
 
 
 async def _truth(request: web.Request) -> web.Response:
-    return web.json_response([r.to_json() for r in request.app[FARM].truth])
+    """The truth log as a JSON list; `?since_ns=N` keeps requests that arrived at or after N."""
+    try:
+        since_ns = int(request.query.get("since_ns", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="since_ns must be an integer") from None
+    truth = request.app[FARM].truth
+    return web.json_response([r.to_json() for r in truth if r.arrival_ns >= since_ns])
 
 
 async def _reset(request: web.Request) -> web.Response:

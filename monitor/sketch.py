@@ -1,0 +1,122 @@
+"""Log-bucketed histograms: mergeable, compact, and quantiles within 1 % of the exact ones.
+
+A value v > 0 falls in bucket i = ceil(log(v) / log(γ)) with γ = 1.02, so every bucket spans 2 %
+and its representative 2·γ^i / (γ + 1) is within (γ − 1)/(γ + 1) < 1 % of any value in it (the
+DDSketch construction). Hourly rollups store one per metric, so long ranges never read raw probes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GAMMA = 1.02
+_LOG_GAMMA = math.log(GAMMA)
+MIN_VALUE = 1e-9  # values at or below this count as zero
+
+
+def bucket_of(value: float) -> int:
+    return math.ceil(math.log(value) / _LOG_GAMMA)
+
+
+def bucket_value(index: int) -> float:
+    return 2.0 * GAMMA**index / (GAMMA + 1.0)
+
+
+@dataclass(slots=True)
+class LogHistogram:
+    """Counts of values per log bucket, plus exact n, sum, min and max."""
+
+    counts: dict[int, int] = field(default_factory=dict)
+    zeros: int = 0
+    n: int = 0
+    total: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, value: float, count: int = 1) -> None:
+        if not math.isfinite(value):
+            return
+        self.n += count
+        self.total += value * count
+        self.min = value if self.min is None else min(self.min, value)
+        self.max = value if self.max is None else max(self.max, value)
+        if value <= MIN_VALUE:
+            self.zeros += count
+        else:
+            i = bucket_of(value)
+            self.counts[i] = self.counts.get(i, 0) + count
+
+    def extend(self, values: Iterable[float | None]) -> None:
+        for v in values:
+            if v is not None:
+                self.add(v)
+
+    def merge(self, other: LogHistogram) -> None:
+        for i, c in other.counts.items():
+            self.counts[i] = self.counts.get(i, 0) + c
+        self.zeros += other.zeros
+        self.n += other.n
+        self.total += other.total
+        if other.min is not None:
+            self.min = other.min if self.min is None else min(self.min, other.min)
+        if other.max is not None:
+            self.max = other.max if self.max is None else max(self.max, other.max)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def _value_at_rank(self, rank: int, ordered: list[tuple[int, int]]) -> float:
+        """The value of the rank-th smallest element (0-based), to bucket precision."""
+        if rank < self.zeros:
+            return 0.0
+        seen = self.zeros
+        for index, count in ordered:
+            seen += count
+            if rank < seen:
+                value = bucket_value(index)
+                assert self.min is not None
+                assert self.max is not None
+                return min(max(value, self.min), self.max)
+        assert self.max is not None
+        return self.max
+
+    def quantile(self, p: float) -> float | None:
+        """The p-th percentile (0–100), interpolated between ranks as numpy's default does."""
+        if self.n == 0:
+            return None
+        ordered = sorted(self.counts.items())
+        rank = (self.n - 1) * p / 100.0
+        lo = math.floor(rank)
+        hi = min(lo + 1, self.n - 1)
+        v_lo = self._value_at_rank(lo, ordered)
+        if hi == lo:
+            return v_lo
+        v_hi = self._value_at_rank(hi, ordered)
+        return v_lo + (v_hi - v_lo) * (rank - lo)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "b": {str(i): c for i, c in sorted(self.counts.items())},
+            "z": self.zeros,
+            "n": self.n,
+            "s": self.total,
+            "min": self.min,
+            "max": self.max,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> LogHistogram:
+        if not data:
+            return cls()
+        return cls(
+            counts={int(i): int(c) for i, c in data.get("b", {}).items()},
+            zeros=int(data.get("z", 0)),
+            n=int(data.get("n", 0)),
+            total=float(data.get("s", 0.0)),
+            min=data.get("min"),
+            max=data.get("max"),
+        )
