@@ -86,6 +86,10 @@ class ProbeResult:
     finish_reason: str | None = None
     served_by: str | None = None
 
+    @property
+    def target_key(self) -> tuple[str, str, str]:
+        return (self.model, self.provider, self.route)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md section 2: plain types, ISO-8601 UTC timestamp."""
         out: dict[str, Any] = {}
@@ -97,3 +101,14 @@ class ProbeResult:
                 value = value.value
             out[f.name] = value
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
+        """The inverse of `to_json` (unknown keys are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["started_at"] = datetime.fromisoformat(values["started_at"])
+        values["outcome"] = Outcome(values["outcome"])
+        if values.get("token_source") is not None:
+            values["token_source"] = TokenSource(values["token_source"])
+        return cls(**values)

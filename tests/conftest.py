@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.config import Config, Target, parse_config
 from monitor.probe import Prober
 from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
+from monitor.storage.database import make_engine, upgrade
 from monitor.throttle import Gates
 
 API_KEY = "sk-sim-test-key-0123456789"
@@ -64,3 +71,61 @@ def prober_for(session: aiohttp.ClientSession, cfg: Config) -> Prober:
 def only(cfg: Config) -> Target:
     assert len(cfg.targets) == 1
     return cfg.targets[0]
+
+
+# --- databases: every storage test body runs on SQLite and on PostgreSQL --------------------
+
+PG_URL = os.environ.get("PROVMON_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+async def _pg_reachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(PG_URL.replace("+asyncpg", ""), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+@dataclasses.dataclass
+class Db:
+    """A fresh, empty database: a temp SQLite file or a PostgreSQL schema of its own."""
+
+    url: str
+    schema: str | None
+
+    def engine(self, **kwargs: Any) -> AsyncEngine:
+        return make_engine(self.url, schema=self.schema, **kwargs)
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.schema else "sqlite"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
+    if request.param == "sqlite":
+        yield Db(f"sqlite+aiosqlite:///{tmp_path / 'provmon.db'}", None)
+        return
+    problem = await _pg_reachable()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} is required in CI: {problem}")
+        pytest.skip(f"PostgreSQL at {PG_URL} not reachable: {problem}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_URL.replace("+asyncpg", ""))
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield Db(PG_URL, schema)
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+
+@pytest.fixture
+async def migrated(db: Db) -> AsyncIterator[AsyncEngine]:
+    engine = db.engine()
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()

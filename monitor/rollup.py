@@ -1,0 +1,89 @@
+"""Hourly rollups: fold probe results into per-(target, vantage, workload, hour) counts and
+histograms, and merge them into what is stored. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monitor.results import Outcome, ProbeResult
+from monitor.sketch import LogHistogram
+
+ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps")
+"""Metrics kept as histograms, over ok probes only (failed probes have partial timings)."""
+
+RollupKey = tuple[tuple[str, str, str], str, str, datetime]
+"""(target key (model, provider, route), vantage, workload, hour)."""
+
+
+def hour_of(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(slots=True)
+class Rollup:
+    n: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    histograms: dict[str, LogHistogram] = field(default_factory=dict)
+    cost_usd: float = 0.0
+
+    def add(self, r: ProbeResult) -> None:
+        self.n += 1
+        self.outcomes[r.outcome.value] += 1
+        if r.error_kind:
+            self.error_kinds[r.error_kind] += 1
+        self.cost_usd += r.cost_usd or 0.0
+        if r.outcome is Outcome.OK:
+            for name in ROLLUP_METRICS:
+                value = getattr(r, name)
+                if value is not None:
+                    self.histograms.setdefault(name, LogHistogram()).add(float(value))
+
+    def merge(self, other: Rollup) -> None:
+        self.n += other.n
+        self.outcomes.update(other.outcomes)
+        self.error_kinds.update(other.error_kinds)
+        self.cost_usd += other.cost_usd
+        for name, h in other.histograms.items():
+            self.histograms.setdefault(name, LogHistogram()).merge(h)
+
+    def to_columns(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "outcomes": dict(self.outcomes),
+            "error_kinds": dict(self.error_kinds),
+            "histograms": {k: h.to_json() for k, h in sorted(self.histograms.items())},
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_columns(
+        cls,
+        n: int,
+        outcomes: Mapping[str, int],
+        error_kinds: Mapping[str, int],
+        histograms: Mapping[str, Any],
+        cost_usd: float,
+    ) -> Rollup:
+        return cls(
+            n=n,
+            outcomes=Counter(outcomes),
+            error_kinds=Counter(error_kinds),
+            histograms={k: LogHistogram.from_json(v) for k, v in histograms.items()},
+            cost_usd=cost_usd,
+        )
+
+
+def fold(results: Iterable[ProbeResult]) -> dict[RollupKey, Rollup]:
+    out: dict[RollupKey, Rollup] = {}
+    for r in results:
+        key = (r.target_key, r.vantage, r.workload, hour_of(r.started_at))
+        rollup = out.get(key)
+        if rollup is None:
+            rollup = out[key] = Rollup()
+        rollup.add(r)
+    return out

@@ -1,0 +1,88 @@
+"""The spill file: probe results kept on local disk while the database is unreachable.
+
+Append-only JSON lines, flushed and fsynced per batch, so a `kill -9` loses nothing that was
+appended. A torn last line (killed mid-write) is skipped on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor.results import ProbeResult
+
+log = logging.getLogger(__name__)
+
+SpillRecord = tuple[str, ProbeResult]
+"""(probe id, result): the id makes replays idempotent."""
+
+
+class SpillFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, records: Sequence[SpillRecord]) -> None:
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = "".join(
+            json.dumps({"id": pid, "result": r.to_json()}, separators=(",", ":")) + "\n"
+            for pid, r in records
+        )
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A torn line left by a killed writer: end it, so it cannot swallow this record.
+                data = "\n" + data
+            os.write(fd, data.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read(self) -> tuple[list[SpillRecord], int]:
+        """Every complete record, and the byte offset just past the last complete line."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        end = data.rfind(b"\n") + 1  # a torn last line (no newline yet) is left alone
+        out: list[SpillRecord] = []
+        for n, line in enumerate(data[:end].splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                out.append((str(obj["id"]), ProbeResult.from_json(obj["result"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("spill file %s line %d unreadable, skipped: %s", self.path, n, exc)
+        return out, end
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def drop_through(self, offset: int) -> None:
+        """Remove the first `offset` bytes (records now safely in the database), keeping any
+        appended since they were read."""
+        if offset <= 0 or not self.path.exists():
+            return
+        rest = self.path.read_bytes()[offset:]
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, rest)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

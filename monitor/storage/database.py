@@ -1,0 +1,139 @@
+"""Engines, migrations and cross-monitor locks: the database's life cycle, thin over SQLAlchemy."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    schema: str | None = None,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> AsyncEngine:
+    """An async engine. SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL a pool
+    with pre-ping, and `schema` as its search path (tests use one schema each)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: object, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    connect_args: dict[str, object] = {"timeout": 10}
+    if schema is not None:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(
+        url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate to `revision`; returns (revision before, revision after)."""
+
+    def run(conn: Connection) -> tuple[str | None, str | None]:
+        before = _current(conn)
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        return before, _current(conn)
+
+    async with engine.begin() as conn:
+        return await conn.run_sync(run)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    def run(conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def require_migrated(engine: AsyncEngine) -> None:
+    """Raise DatabaseError unless the schema is at head."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current != head:
+        state = "empty (no schema)" if current is None else f"at revision {current}"
+        raise DatabaseError(
+            f"the database is {state}, provmon needs revision {head}: run `provmon db upgrade`"
+        )
+
+
+def _lock_key(name: str) -> int:
+    return zlib.crc32(f"provmon:{name}".encode()) & 0x7FFFFFFF
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
+    """Try to take a cluster-wide lock named `name`; yields whether it was taken.
+
+    PostgreSQL: a session advisory lock, held on its own connection until the block ends.
+    SQLite has one writer machine by nature: the lock is always taken.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = _lock_key(name)
+    async with engine.connect() as conn:
+        got = bool(
+            (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar()
+        )
+        try:
+            yield got
+        finally:
+            if got:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            await conn.commit()
+
+
+async def ping(conn: AsyncConnection) -> None:
+    await conn.execute(text("SELECT 1"))

@@ -1,0 +1,37 @@
+"""Alembic environment: runs on the connection provmon hands over (`config.attributes`)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from monitor.storage.schema import Base
+
+target_metadata = Base.metadata
+
+
+def run() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    # Plain `alembic` CLI use with a synchronous URL (sqlalchemy.url in the ini file).
+    engine = engine_from_config(
+        context.config.get_section(context.config.config_ini_section) or {},
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run()

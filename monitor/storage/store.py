@@ -1,0 +1,219 @@
+"""The probe store: inserts probes with their rollups in one transaction, and the queries the
+daemon needs. Database faults surface as `StoreUnavailable`, so callers never import SQLAlchemy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from monitor.results import ProbeResult
+from monitor.rollup import Rollup, RollupKey, fold
+from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
+
+TargetKey = tuple[str, str, str]
+ProbeRecord = tuple[str, ProbeResult]
+"""(probe id, result)."""
+
+PROBE_COLUMNS = (
+    "vantage",
+    "workload",
+    "started_at",
+    "error_kind",
+    "error_message",
+    "http_status",
+    "retry_after_s",
+    "ttft_ms",
+    "ttfa_ms",
+    "latency_ms",
+    "output_tokens",
+    "input_tokens",
+    "decode_tps",
+    "e2e_tps",
+    "chunks",
+    "buffered",
+    "cost_usd",
+    "finish_reason",
+    "served_by",
+)
+# Rows per INSERT statement: SQLite allows 32766 bound parameters, ~24 per probe row.
+INSERT_CHUNK = 1000
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or refused the write; try again later."""
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def probe_row(pid: str, target_id: int, r: ProbeResult) -> dict[str, Any]:
+    row: dict[str, Any] = {name: getattr(r, name) for name in PROBE_COLUMNS}
+    row["id"] = pid
+    row["target_id"] = target_id
+    row["outcome"] = r.outcome.value
+    row["token_source"] = r.token_source.value if r.token_source is not None else None
+    return row
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+        self._target_ids: dict[TargetKey, int] = {}
+
+    async def _ids(self, conn: AsyncConnection, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
+        missing = {k for k in keys if k not in self._target_ids}
+        if missing:
+            ins = _insert(self._dialect)(TargetRow).on_conflict_do_nothing(
+                index_elements=["model", "provider", "route"]
+            )
+            now = datetime.now().astimezone()
+            await conn.execute(
+                ins,
+                [{"model": m, "provider": p, "route": r, "created_at": now} for m, p, r in missing],
+            )
+            rows = await conn.execute(
+                select(TargetRow.id, TargetRow.model, TargetRow.provider, TargetRow.route).where(
+                    tuple_(TargetRow.model, TargetRow.provider, TargetRow.route).in_(list(missing))
+                )
+            )
+            for tid, m, p, r in rows:
+                self._target_ids[(m, p, r)] = tid
+        return self._target_ids
+
+    async def target_ids(self, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
+        """Ids of these targets, created when new."""
+        try:
+            async with self.engine.begin() as conn:
+                return dict(await self._ids(conn, list(keys)))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def insert_probes(self, records: Sequence[ProbeRecord]) -> int:
+        """Insert probes not yet stored and add them to the hourly rollups, atomically.
+
+        Returns how many were new; records whose id is already stored are skipped (replays).
+        """
+        if not records:
+            return 0
+        try:
+            async with self.engine.begin() as conn:
+                ids = await self._ids(conn, {r.target_key for _, r in records})
+                by_id = {pid: r for pid, r in records}
+                inserted: list[str] = []
+                rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
+                ins = _insert(self._dialect)(ProbeRow).on_conflict_do_nothing(index_elements=["id"])
+                for start in range(0, len(rows), INSERT_CHUNK):
+                    chunk = rows[start : start + INSERT_CHUNK]
+                    result = await conn.execute(ins.values(chunk).returning(ProbeRow.id))
+                    inserted += [row[0] for row in result]
+                await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
+                return len(inserted)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _add_rollups(
+        self, conn: AsyncConnection, ids: dict[TargetKey, int], deltas: dict[RollupKey, Rollup]
+    ) -> None:
+        if not deltas:
+            return
+        keyed = {(ids[t], v, w, h): d for (t, v, w, h), d in deltas.items()}
+        pk = tuple_(RollupRow.target_id, RollupRow.vantage, RollupRow.workload, RollupRow.hour)
+        query = select(RollupRow).where(pk.in_(list(keyed)))
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        existing = {
+            (row.target_id, row.vantage, row.workload, row.hour): row
+            for row in (await conn.execute(query)).all()
+        }
+        new_rows = []
+        for key, delta in keyed.items():
+            old = existing.get(key)
+            if old is None:
+                new_rows.append(
+                    {
+                        "target_id": key[0],
+                        "vantage": key[1],
+                        "workload": key[2],
+                        "hour": key[3],
+                        **delta.to_columns(),
+                    }
+                )
+                continue
+            merged = Rollup.from_columns(
+                old.n, old.outcomes, old.error_kinds, old.histograms, old.cost_usd
+            )
+            merged.merge(delta)
+            await conn.execute(update(RollupRow).where(pk == key).values(**merged.to_columns()))
+        if new_rows:
+            await conn.execute(insert(RollupRow), new_rows)
+
+    async def spend_since(self, vantage: str, since: datetime) -> float:
+        """USD spent on probes from `vantage` since `since`."""
+        try:
+            async with self.engine.connect() as conn:
+                value = await conn.scalar(
+                    select(func.coalesce(func.sum(ProbeRow.cost_usd), 0.0)).where(
+                        ProbeRow.vantage == vantage, ProbeRow.started_at >= since
+                    )
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return float(value or 0.0)
+
+    async def prune_probes(self, before: datetime) -> int:
+        """Delete raw probes started before `before` (rollups stay)."""
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(delete(ProbeRow).where(ProbeRow.started_at < before))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return int(result.rowcount or 0)
+
+    async def claim_job_run(self, name: str, period: str, vantage: str, now: datetime) -> bool:
+        """Record that job `name` runs for `period`; False when some monitor already did."""
+        try:
+            async with self.engine.begin() as conn:
+                ins = _insert(self._dialect)(JobRunRow).on_conflict_do_nothing(
+                    index_elements=["name", "period"]
+                )
+                result = await conn.execute(
+                    ins.values(name=name, period=period, vantage=vantage, ran_at=now)
+                )
+                return bool(result.rowcount)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def probe_ids(self) -> set[str]:
+        async with self.engine.connect() as conn:
+            return set((await conn.scalars(select(ProbeRow.id))).all())
+
+    async def count_probes(self, vantage: str | None = None) -> int:
+        query = select(func.count()).select_from(ProbeRow)
+        if vantage is not None:
+            query = query.where(ProbeRow.vantage == vantage)
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def rollups(self) -> dict[RollupKey, Rollup]:
+        """Every rollup, keyed by target key, vantage, workload and hour."""
+        async with self.engine.connect() as conn:
+            targets = {
+                row.id: (row.model, row.provider, row.route)
+                for row in await conn.execute(select(TargetRow))
+            }
+            out: dict[RollupKey, Rollup] = {}
+            for row in await conn.execute(select(RollupRow)):
+                out[(targets[row.target_id], row.vantage, row.workload, row.hour)] = (
+                    Rollup.from_columns(
+                        row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
+                    )
+                )
+            return out

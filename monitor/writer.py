@@ -1,0 +1,173 @@
+"""The probe writer: keeps the database out of the probe path.
+
+Probes hand results to `submit` (never blocks). One task takes them from a bounded queue and
+inserts them in batches. When the database fails, batches go to the spill file instead, and the
+writer retries the database every `retry_interval_s`; once it answers, the spill is replayed
+(idempotent by probe id) and dropped. Nothing is lost, nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from monitor.results import ProbeResult
+from monitor.spill import SpillFile, SpillRecord
+from monitor.storage.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WriterStats:
+    submitted: int = 0
+    inserted: int = 0
+    spilled: int = 0
+    replayed: int = 0
+    db_failures: int = 0
+
+
+def new_probe_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ProbeWriter:
+    def __init__(
+        self,
+        store: Store,
+        spill: SpillFile,
+        *,
+        max_queue: int = 20_000,
+        batch_max: int = 1_000,
+        flush_interval_s: float = 0.25,
+        retry_interval_s: float = 2.0,
+        db_timeout_s: float = 30.0,
+        on_stored: Callable[[Sequence[ProbeResult]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._spill = spill
+        self._queue: asyncio.Queue[SpillRecord] = asyncio.Queue(max_queue)
+        self._batch_max = batch_max
+        self._flush_interval_s = flush_interval_s
+        self._retry_interval_s = retry_interval_s
+        self._db_timeout_s = db_timeout_s
+        self._on_stored = on_stored
+        self._db_down = spill.size() > 0  # a spill left by an earlier run: replay it first
+        self._next_retry = 0.0
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._held: list[SpillRecord] = []
+        self.stats = WriterStats()
+
+    @property
+    def db_down(self) -> bool:
+        return self._db_down
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, result: ProbeResult) -> str:
+        """Queue a result for storage; returns its probe id. Never blocks, never drops."""
+        pid = new_probe_id()
+        self.stats.submitted += 1
+        try:
+            self._queue.put_nowait((pid, result))
+        except asyncio.QueueFull:
+            # The database is far behind: straight to disk rather than grow without bound.
+            self._spill.append([(pid, result)])
+            self.stats.spilled += 1
+            self._db_down = True
+        return pid
+
+    async def _next_batch(self) -> list[SpillRecord]:
+        batch, self._held = self._held[: self._batch_max], self._held[self._batch_max :]
+        if batch:
+            await asyncio.sleep(self._flush_interval_s)  # held after a disk error: pace retries
+            return batch
+        try:
+            first = await asyncio.wait_for(self._queue.get(), self._flush_interval_s)
+        except TimeoutError:
+            return batch
+        batch.append(first)
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _insert(self, batch: Sequence[SpillRecord]) -> int:
+        async with asyncio.timeout(self._db_timeout_s):
+            n = await self._store.insert_probes(batch)
+        if self._on_stored is not None:
+            await self._on_stored([r for _, r in batch])
+        return n
+
+    async def _write(self, batch: list[SpillRecord]) -> None:
+        if batch and not self._db_down:
+            try:
+                self.stats.inserted += await self._insert(batch)
+                return
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.warning("database unavailable, spilling to %s: %s", self._spill.path, exc)
+                self._mark_down()
+            except Exception:  # not a connectivity fault, but the batch must still be kept
+                log.exception("storing %d probes failed, spilling them", len(batch))
+                self._mark_down()
+        if batch:
+            try:
+                await asyncio.to_thread(self._spill.append, batch)
+            except OSError:
+                log.exception("cannot write the spill file %s; holding probes", self._spill.path)
+                self._held.extend(batch)
+                return
+            self.stats.spilled += len(batch)
+
+    def _mark_down(self) -> None:
+        self.stats.db_failures += 1
+        self._db_down = True
+        self._next_retry = time.monotonic() + self._retry_interval_s
+
+    async def _try_replay(self) -> None:
+        """Database down: when it is time, replay the spill; on success resume direct writes."""
+        if not self._db_down or time.monotonic() < self._next_retry:
+            return
+        records, offset = await asyncio.to_thread(self._spill.read)
+        try:
+            for start in range(0, len(records), self._batch_max):
+                chunk = records[start : start + self._batch_max]
+                n = await self._insert(chunk)
+                self.stats.inserted += n
+                self.stats.replayed += len(chunk)
+        except (StoreUnavailable, TimeoutError) as exc:
+            self.stats.db_failures += 1
+            self._next_retry = time.monotonic() + self._retry_interval_s
+            log.debug("database still unavailable: %s", exc)
+            return
+        await asyncio.to_thread(self._spill.drop_through, offset)
+        self._db_down = self._spill.size() > 0
+        log.warning("database back: replayed %d spilled probes", len(records))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="probe-writer")
+
+    async def _run(self) -> None:
+        while not (self._closing and self._queue.empty() and not self._held):
+            try:
+                await self._try_replay()
+                await self._write(await self._next_batch())
+            except Exception:  # a bug of ours: log it and keep the writer alive
+                log.exception("probe writer failed; retrying")
+                await asyncio.sleep(self._retry_interval_s)
+
+    async def close(self) -> None:
+        """Write what is queued (to the database, or to the spill if it is down), then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._task
+            self._task = None
