@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -103,9 +104,9 @@ class Db:
         return "postgresql" if self.schema else "sqlite"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
-    if request.param == "sqlite":
+@contextlib.asynccontextmanager
+async def fresh_db(kind: str, tmp_path: Path) -> AsyncIterator[Db]:
+    if kind == "sqlite":
         yield Db(f"sqlite+aiosqlite:///{tmp_path / 'provmon.db'}", None)
         return
     problem = await _pg_reachable()
@@ -121,6 +122,18 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db
     finally:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
+    async with fresh_db(request.param, tmp_path) as d:
+        yield d
+
+
+@pytest.fixture
+async def pg_db(tmp_path: Path) -> AsyncIterator[Db]:
+    async with fresh_db("postgresql", tmp_path) as d:
+        yield d
 
 
 @pytest.fixture
