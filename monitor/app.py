@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
 from monitor.config import Config, Target, Workload, parse_config
+from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
 from monitor.probe import Prober
 from monitor.redact import short_message
 from monitor.results import ProbeResult
+from monitor.scheduler import Scheduler
 from monitor.simulator import (
     DEMO_MODEL,
     Farm,
@@ -29,8 +33,20 @@ from monitor.simulator import (
     run_simulator,
     serve,
 )
+from monitor.spill import SpillFile
+from monitor.storage.database import (
+    DatabaseError,
+    head_revision,
+    make_engine,
+    require_migrated,
+    upgrade,
+)
+from monitor.storage.store import Store
 from monitor.tables import comparison_table
 from monitor.throttle import Gates
+from monitor.writer import ProbeWriter
+
+log = logging.getLogger("monitor")
 
 
 @contextlib.asynccontextmanager
@@ -269,3 +285,114 @@ def run(main: Coroutine[Any, Any, int], *, stop_exit_code: int = 130) -> int:
                 loop.remove_signal_handler(sig)
 
     return asyncio.run(wrapper())
+
+
+def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run a service: the first SIGTERM/SIGINT sets its stop event (it drains and returns);
+    a second one cancels it outright."""
+
+    async def wrapper() -> int:
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await main(stop)
+        except asyncio.CancelledError:
+            sys.stderr.write("stopped without draining\n")
+            return 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(wrapper())
+
+
+async def db_upgrade(cfg: Config, out: TextIO) -> None:
+    engine = make_engine(cfg.database_url.reveal())
+    try:
+        before, after = await upgrade(engine)
+    finally:
+        await engine.dispose()
+    if before == after:
+        out.write(f"database already at revision {after}\n")
+    else:
+        out.write(f"database upgraded from {before or 'empty'} to revision {after}\n")
+
+
+async def check_database(cfg: Config) -> str:
+    """Reach the database and check its schema; raises DatabaseError with what to do."""
+    engine = make_engine(cfg.database_url.reveal())
+    try:
+        async with asyncio.timeout(15):
+            await require_migrated(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # driver errors of every kind: say what failed, not a trace
+        raise DatabaseError(f"cannot reach the database: {short_message(str(exc))}") from None
+    finally:
+        await engine.dispose()
+    return f"database reachable, schema at revision {head_revision()}"
+
+
+async def run_daemon(cfg: Config, stop: asyncio.Event, *, status_every_s: float = 60.0) -> int:
+    """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush."""
+    engine = make_engine(cfg.database_url.reveal())
+    try:
+        try:
+            await require_migrated(engine)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            raise DatabaseError(f"cannot reach the database: {short_message(str(exc))}") from None
+        store = Store(engine)
+        writer = ProbeWriter(store, SpillFile(Path(cfg.database.spill_path)))
+        writer.start()
+        scheduler = Scheduler()
+        try:
+            async with client_session() as session:
+                monitor = Monitor(cfg, make_prober(session, cfg), writer, store)
+                await monitor.load_budget()
+                monitor.schedule(scheduler)
+                scheduler.start()
+                log.info(
+                    "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
+                    cfg.vantage,
+                    len(cfg.targets),
+                    len(monitor.jobs),
+                    engine.dialect.name,
+                )
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), status_every_s)
+                    s = writer.stats
+                    log.info(
+                        "status: %d probes started, %d stored, %d spilled, %d skipped busy%s",
+                        monitor.started,
+                        s.inserted,
+                        s.spilled,
+                        monitor.skipped_busy,
+                        ", database DOWN" if writer.db_down else "",
+                    )
+                log.info("stopping: no new probes")
+                scheduler.shutdown()
+                await monitor.drain(cfg.schedule.drain_s)
+        finally:
+            scheduler.shutdown()
+            await writer.close()
+            log.info(
+                "stopped: %d stored, %d in the spill file",
+                writer.stats.inserted,
+                writer.stats.spilled - writer.stats.replayed,
+            )
+    finally:
+        await engine.dispose()
+    return 0

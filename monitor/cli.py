@@ -12,7 +12,9 @@ from pathlib import Path
 
 from monitor import __version__, app
 from monitor.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_config
+from monitor.logs import setup_logging
 from monitor.results import Outcome, ProbeResult
+from monitor.storage.database import DatabaseError
 from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -35,7 +37,33 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({len(models)} models, {len(providers)} providers), "
         f"workloads: {', '.join(sorted(cfg.workloads))}"
     )
-    return EXIT_OK
+
+    async def main() -> int:
+        try:
+            print(await app.check_database(cfg))
+        except DatabaseError as exc:
+            print(f"database: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        return EXIT_OK
+
+    return app.run(main())
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+
+    async def main() -> int:
+        await app.db_upgrade(cfg, sys.stdout)
+        return EXIT_OK
+
+    return app.run(main())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if not cfg.targets:
+        raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
+    return app.run_service(lambda stop: app.run_daemon(cfg, stop))
 
 
 def _adhoc_config(args: argparse.Namespace) -> Config:
@@ -158,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"provmon {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (DEBUG)")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log lines as readable text (default) or one JSON object each",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
@@ -183,6 +217,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_positive_float, default=2.0, help="seconds between rounds (default 2)"
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "run",
+        help="the daemon: probe every target on schedule, store results, prune old probes",
+        description=(
+            "Schedules each target × workload at its interval (with jitter), stores every probe "
+            "in the database (a local spill file keeps them while the database is away), "
+            "enforces the daily budget and retention. SIGTERM or Ctrl-C stops it: no new "
+            "probes, probes in flight get up to schedule.drain_s to finish, results are "
+            "flushed, exit 0. The database must be migrated first: provmon db upgrade."
+        ),
+    )
+    with_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("db", help="database commands: upgrade")
+    db_sub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    p = db_sub.add_parser(
+        "upgrade",
+        help="migrate the database to the current schema (creates it when empty)",
+        description="Runs the Alembic migrations up to head on the configured database.",
+    )
+    with_config(p)
+    p.set_defaults(func=cmd_db_upgrade)
 
     p = sub.add_parser(
         "probe",
@@ -225,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "check",
-        help="validate the config; exit status 0 when usable",
-        description="Loads and validates the config, resolving every api_key_env. Exit 0 when "
-        "it is usable; otherwise prints each problem with its key and exits 2.",
+        help="validate the config and reach the database; exit status 0 when healthy",
+        description="Loads and validates the config, resolving every api_key_env, then "
+        "reaches the database and checks its schema. Exit 0 when healthy, 1 when the "
+        "database is unreachable or not migrated, 2 when the config is invalid.",
     )
     with_config(p)
     p.set_defaults(func=cmd_check)
@@ -252,12 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "config"):
         args.config_given = args.config is not None
         args.config = args.config or str(DEFAULT_CONFIG_PATH)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    quiet = logging.INFO if args.command == "run" else logging.WARNING
+    setup_logging(logging.DEBUG if args.verbose else quiet, args.log_format)
     try:
         code: int = args.func(args)
+    except DatabaseError as exc:
+        print(f"provmon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

@@ -113,6 +113,35 @@ class _PriceFields(_Model):
     output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
     stream_options: bool = True
     workloads: tuple[str, ...] = ("short",)
+    interval_s: PositiveSeconds | None = None
+
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
+
+
+class DatabaseSettings(_Model):
+    """Where probes are stored: `url`, or `url_env` naming a variable that holds it (use that
+    when the URL carries a password)."""
+
+    url: str = DEFAULT_DATABASE_URL
+    url_env: EnvName | None = None
+    spill_path: str = "provmon-spill.jsonl"
+
+    @model_validator(mode="after")
+    def _known_driver(self) -> DatabaseSettings:
+        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return self
+
+
+class ScheduleSettings(_Model):
+    """How often each target is probed, how much that may cost, how long probes are kept."""
+
+    interval_s: PositiveSeconds = 60.0
+    jitter_s: Annotated[float, Field(ge=0)] = 5.0
+    budget_usd_per_day: Annotated[float, Field(ge=0)] | None = None
+    retention_days: Annotated[int, Field(ge=1)] = 30
+    drain_s: Annotated[float, Field(ge=0)] = 30.0
 
 
 class DirectTarget(_PriceFields):
@@ -145,6 +174,8 @@ class ConfigFile(_Model):
     workloads: dict[str, Workload] = {}
     openrouter: OpenRouterSettings = OpenRouterSettings()
     providers: dict[str, ProviderLimits] = {}
+    database: DatabaseSettings = DatabaseSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     targets: tuple[TargetEntry, ...] = ()
 
     @model_validator(mode="after")
@@ -173,10 +204,16 @@ class Target:
     prices: Prices | None = None
     stream_options: bool = True
     workloads: tuple[str, ...] = ("short",)
+    interval_s: float = 60.0
 
     @property
     def key(self) -> str:
         return f"{self.model}|{self.provider}|{self.route}"
+
+    @property
+    def paid(self) -> bool:
+        """Probing it costs money: OpenRouter bills, and so does a direct target with prices."""
+        return self.route == "openrouter" or self.prices is not None
 
     @property
     def pinned(self) -> bool:
@@ -195,6 +232,9 @@ class Config:
     targets: tuple[Target, ...]
     openrouter: OpenRouterSettings
     openrouter_key: Secret | None
+    database: DatabaseSettings
+    database_url: Secret
+    schedule: ScheduleSettings
     source: str = "<defaults>"
 
     def limits_for(self, provider: str) -> ProviderLimits:
@@ -263,6 +303,7 @@ def parse_config(
             "prices": prices,
             "stream_options": entry.stream_options,
             "workloads": entry.workloads,
+            "interval_s": entry.interval_s or raw.schedule.interval_s,
         }
         if isinstance(entry, DirectTarget):
             targets.append(
@@ -293,6 +334,9 @@ def parse_config(
     for t in targets:
         seen[t.key] = seen.get(t.key, 0) + 1
     problems += [f"targets: {k!r} is listed {n} times" for k, n in seen.items() if n > 1]
+    database_url = Secret(raw.database.url)
+    if raw.database.url_env is not None:
+        database_url = secret(raw.database.url_env, "database.url_env") or database_url
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -303,6 +347,9 @@ def parse_config(
         targets=tuple(targets),
         openrouter=raw.openrouter,
         openrouter_key=openrouter_key,
+        database=raw.database,
+        database_url=database_url,
+        schedule=raw.schedule,
         source=source,
     )
 

@@ -6,7 +6,8 @@ import contextlib
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.config import Config, Target, parse_config
-from monitor.probe import Prober
+from monitor.probe import Prober, utc_now
 from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
 from monitor.storage.database import make_engine, upgrade
 from monitor.throttle import Gates
@@ -34,6 +35,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 def make_config(sim: Simulator, *providers: str, route: str = "direct", **extra: Any) -> Config:
     """A config probing the named simulator providers by one route."""
+    target_extra = extra.pop("target", {})
     if route == "direct":
         targets: list[dict[str, Any]] = [
             {
@@ -42,7 +44,7 @@ def make_config(sim: Simulator, *providers: str, route: str = "direct", **extra:
                 "provider": p,
                 "base_url": sim.direct_base_url(p),
                 "api_key_env": "SIM_KEY",
-                **extra.pop("target", {}),
+                **target_extra,
             }
             for p in providers
         ]
@@ -65,8 +67,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def prober_for(session: aiohttp.ClientSession, cfg: Config) -> Prober:
-    return Prober(session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=Gates(cfg.limits_for))
+def prober_for(
+    session: aiohttp.ClientSession, cfg: Config, now: Callable[[], datetime] | None = None
+) -> Prober:
+    return Prober(
+        session,
+        timeouts=cfg.timeouts,
+        vantage=cfg.vantage,
+        gates=Gates(cfg.limits_for),
+        now=now or utc_now,
+    )
 
 
 def only(cfg: Config) -> Target:

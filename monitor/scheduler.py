@@ -1,0 +1,64 @@
+"""Timing: every job on APScheduler 3 (AsyncIOScheduler). The only module that imports it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self._sched = AsyncIOScheduler(timezone=UTC)
+
+    def every(
+        self,
+        job_id: str,
+        func: Job,
+        *,
+        interval_s: float,
+        jitter_s: float = 0.0,
+        first_in_s: float = 0.0,
+    ) -> None:
+        """Run `func` every `interval_s` (plus up to `jitter_s` of random delay), starting
+        `first_in_s` from now. One run at a time; missed runs are coalesced into one, and a run
+        later than one interval is skipped rather than run late."""
+        start = datetime.now(UTC) + timedelta(seconds=first_in_s)
+        self._sched.add_job(
+            func,
+            IntervalTrigger(seconds=interval_s, start_date=start, jitter=jitter_s or None),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval_s)),
+            replace_existing=True,
+        )
+
+    def cron(self, job_id: str, func: Job, **fields: str | int) -> None:
+        """Run `func` on a cron schedule in UTC, e.g. `hour=3, minute=17`."""
+        self._sched.add_job(
+            func,
+            CronTrigger(timezone=UTC, **fields),
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=3600,
+            replace_existing=True,
+        )
+
+    def start(self) -> None:
+        self._sched.start()
+
+    def shutdown(self) -> None:
+        """Stop starting jobs; runs in flight are left to the caller to drain."""
+        if self._sched.running:
+            self._sched.shutdown(wait=False)
+
+    @property
+    def job_count(self) -> int:
+        return len(self._sched.get_jobs())
