@@ -90,9 +90,11 @@ class Store:
 
     async def target_ids(self, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
         """Ids of these targets, created when new."""
+        wanted = list(keys)
         try:
             async with self.engine.begin() as conn:
-                return dict(await self._ids(conn, list(keys)))
+                known = await self._ids(conn, wanted)
+                return {k: known[k] for k in wanted}
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
