@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from monitor.config import Config, Target, parse_config
 from monitor.probe import Prober, utc_now
 from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
+from monitor.simulator.farm import Farm
 from monitor.storage.database import make_engine, upgrade
 from monitor.throttle import Gates
 
 API_KEY = "sk-sim-test-key-0123456789"
+SIM_THREAD_KEY = "sk-cli-test-secret-998877"
 FAST_TIMEOUTS = {"connect_s": 2, "first_token_s": 1.0, "idle_s": 0.5, "total_s": 5}
 
 
@@ -152,3 +156,29 @@ async def migrated(db: Db) -> AsyncIterator[AsyncEngine]:
     await upgrade(engine)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def threaded_sim() -> Iterator[Simulator]:
+    """The simulator in its own event loop on a thread, so the CLI can run its own loop."""
+    farm: Farm = quirks_farm(seed=3, api_key=SIM_THREAD_KEY, processing_s=0.05)
+    ready = threading.Event()
+    box: dict[str, object] = {}
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with run_simulator(farm) as sim:
+            box["sim"] = sim
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    sim = box["sim"]
+    assert isinstance(sim, Simulator)
+    yield sim
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    loop.close()

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import main
-from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
-from monitor.simulator.farm import Farm
-
-KEY = "sk-cli-test-secret-998877"
+from monitor.simulator import DEMO_MODEL, Simulator
+from tests.conftest import SIM_THREAD_KEY as KEY
 
 SECTION2_FIELDS = {
     "ttft_ms",
@@ -40,32 +35,6 @@ SECTION2_FIELDS = {
     "vantage",
     "workload",
 }
-
-
-@pytest.fixture
-def threaded_sim() -> Iterator[Simulator]:
-    """The simulator in its own event loop on a thread, so the CLI can run its own loop."""
-    farm: Farm = quirks_farm(seed=3, api_key=KEY, processing_s=0.05)
-    ready = threading.Event()
-    box: dict[str, object] = {}
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with run_simulator(farm) as sim:
-            box["sim"] = sim
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    sim = box["sim"]
-    assert isinstance(sim, Simulator)
-    yield sim
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
-    loop.close()
 
 
 def write_config(tmp_path: Path, sim: Simulator) -> Path:
@@ -205,10 +174,19 @@ def test_check_good_and_bad(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[[targets]]\nroute = "openrouter"\nmodel = "a/b"\nproviders = ["X", "Y"]\n')
+    good.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/p.db"\n'
+        '[[targets]]\nroute = "openrouter"\nmodel = "a/b"\nproviders = ["X", "Y"]\n'
+    )
     monkeypatch.setenv("OPENROUTER_API_KEY", "k")
+    assert main(["check", "-c", str(good)]) == 1  # config fine, database not migrated
+    captured = capsys.readouterr()
+    assert "2 targets" in captured.out
+    assert "run `provmon db upgrade`" in captured.err
+    assert main(["db", "upgrade", "-c", str(good)]) == 0
+    assert "upgraded from empty" in capsys.readouterr().out
     assert main(["check", "-c", str(good)]) == 0
-    assert "2 targets" in capsys.readouterr().out
+    assert "database reachable" in capsys.readouterr().out
     monkeypatch.delenv("OPENROUTER_API_KEY")
     assert main(["check", "-c", str(good)]) == 2
     err = capsys.readouterr().err
