@@ -343,7 +343,35 @@ async def check_database(cfg: Config) -> str:
     return f"database reachable, schema at revision {head_revision()}"
 
 
-async def run_daemon(cfg: Config, stop: asyncio.Event, *, status_every_s: float = 60.0) -> int:
+def log_status(monitor: Monitor, writer: ProbeWriter, scheduler: Scheduler) -> None:
+    """One status line; its fields are also structured (`--log-format json`)."""
+    w, sch = writer.stats, scheduler.stats
+    fields = {
+        "probes_started": monitor.started,
+        "stored": w.inserted,
+        "spilled": w.spilled,
+        "replayed": w.replayed,
+        "queued": writer.backlog,
+        "db_down": writer.db_down,
+        "skipped_busy": monitor.skipped_busy,
+        "runs": sch.lateness_s.n,
+        "late_over_1s": sch.late,
+        "missed": sch.missed,
+        "lateness_p50_ms": round((sch.lateness_s.quantile(50) or 0.0) * 1000, 1),
+        "lateness_p99_ms": round((sch.lateness_s.quantile(99) or 0.0) * 1000, 1),
+    }
+    log.info(
+        "status: %d probes started, %d stored, %d spilled, %d late > 1s%s",
+        monitor.started,
+        w.inserted,
+        w.spilled,
+        sch.late,
+        ", database DOWN" if writer.db_down else "",
+        extra=fields,
+    )
+
+
+async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
     """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush."""
     engine = make_engine(cfg.database_url.reveal())
     try:
@@ -372,19 +400,13 @@ async def run_daemon(cfg: Config, stop: asyncio.Event, *, status_every_s: float 
                 )
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), status_every_s)
-                    s = writer.stats
-                    log.info(
-                        "status: %d probes started, %d stored, %d spilled, %d skipped busy%s",
-                        monitor.started,
-                        s.inserted,
-                        s.spilled,
-                        monitor.skipped_busy,
-                        ", database DOWN" if writer.db_down else "",
-                    )
+                        await asyncio.wait_for(stop.wait(), cfg.schedule.status_every_s)
+                    log_status(monitor, writer, scheduler)
                 log.info("stopping: no new probes")
                 scheduler.shutdown()
                 await monitor.drain(cfg.schedule.drain_s)
+                await writer.close()
+                log_status(monitor, writer, scheduler)
         finally:
             scheduler.shutdown()
             await writer.close()

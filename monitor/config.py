@@ -142,6 +142,7 @@ class ScheduleSettings(_Model):
     budget_usd_per_day: Annotated[float, Field(ge=0)] | None = None
     retention_days: Annotated[int, Field(ge=1)] = 30
     drain_s: Annotated[float, Field(ge=0)] = 30.0
+    status_every_s: PositiveSeconds = 60.0
 
 
 class DirectTarget(_PriceFields):

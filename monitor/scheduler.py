@@ -3,18 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.sketch import LogHistogram
+
 Job = Callable[[], Awaitable[None]]
+LATE_S = 1.0
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """How punctual the runs were: lateness is start − scheduled slot (jitter included)."""
+
+    lateness_s: LogHistogram = field(default_factory=LogHistogram)
+    late: int = 0  # started more than LATE_S after the slot
+    missed: int = 0  # dropped: later than the misfire grace time
+    overlapped: int = 0  # dropped: the previous run of the job was still going
 
 
 class Scheduler:
     def __init__(self) -> None:
         self._sched = AsyncIOScheduler(timezone=UTC)
+        self.stats = SchedulerStats()
+        self._sched.add_listener(
+            self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self.stats.missed += 1
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.stats.overlapped += 1
+        elif isinstance(event, JobSubmissionEvent):
+            now = datetime.now(UTC)
+            for slot in event.scheduled_run_times:
+                late_s = max(0.0, (now - slot).total_seconds())
+                self.stats.lateness_s.add(late_s)
+                if late_s > LATE_S:
+                    self.stats.late += 1
 
     def every(
         self,
