@@ -16,6 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.metrics import Prices
+from monitor.settings import (
+    AlertSettings,
+    MaintenanceWindow,
+    ReportSettings,
+    UptimeSettings,
+)
 
 DEFAULT_CONFIG_PATH = Path("provmon.toml")
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -177,6 +183,10 @@ class ConfigFile(_Model):
     providers: dict[str, ProviderLimits] = {}
     database: DatabaseSettings = DatabaseSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    uptime: UptimeSettings = UptimeSettings()
+    reports: ReportSettings = ReportSettings()
+    alerts: AlertSettings = AlertSettings()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
     targets: tuple[TargetEntry, ...] = ()
 
     @model_validator(mode="after")
@@ -236,6 +246,10 @@ class Config:
     database: DatabaseSettings
     database_url: Secret
     schedule: ScheduleSettings
+    uptime: UptimeSettings
+    reports: ReportSettings
+    alerts: AlertSettings
+    maintenance: tuple[MaintenanceWindow, ...]
     source: str = "<defaults>"
 
     def limits_for(self, provider: str) -> ProviderLimits:
@@ -351,6 +365,10 @@ def parse_config(
         database=raw.database,
         database_url=database_url,
         schedule=raw.schedule,
+        uptime=raw.uptime,
+        reports=raw.reports,
+        alerts=raw.alerts,
+        maintenance=raw.maintenance,
         source=source,
     )
 
