@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.results import Outcome, ProbeResult
@@ -21,6 +21,13 @@ RollupKey = tuple[tuple[str, str, str], str, str, datetime]
 
 def hour_of(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def bin_of(ts: datetime, bin_s: int) -> datetime:
+    """The start of the `bin_s`-second bin holding `ts` (bins aligned to the hour)."""
+    hour = hour_of(ts)
+    offset = int((ts - hour).total_seconds()) // bin_s * bin_s
+    return hour + timedelta(seconds=offset)
 
 
 @dataclass(slots=True)
@@ -78,10 +85,12 @@ class Rollup:
         )
 
 
-def fold(results: Iterable[ProbeResult]) -> dict[RollupKey, Rollup]:
+def fold(results: Iterable[ProbeResult], bin_s: int = 3600) -> dict[RollupKey, Rollup]:
+    """Results per (target, vantage, workload, bin); hourly bins are what is stored."""
     out: dict[RollupKey, Rollup] = {}
     for r in results:
-        key = (r.target_key, r.vantage, r.workload, hour_of(r.started_at))
+        at = hour_of(r.started_at) if bin_s == 3600 else bin_of(r.started_at, bin_s)
+        key = (r.target_key, r.vantage, r.workload, at)
         rollup = out.get(key)
         if rollup is None:
             rollup = out[key] = Rollup()

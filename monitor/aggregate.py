@@ -1,0 +1,207 @@
+"""Aggregation over hourly rollups: uptime with its accounting, shares, percentiles, series and
+changes with confidence intervals. Pure: callers pass rollups, windows and the period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from monitor.rollup import Rollup, RollupKey
+from monitor.sketch import LogHistogram
+from monitor.stats import Summary
+
+TargetKey = tuple[str, str, str]
+Z95 = 1.959964
+
+
+@dataclass(frozen=True, slots=True)
+class Accounting:
+    """Which outcomes count against uptime, and how maintenance and gaps are treated."""
+
+    failure_outcomes: frozenset[str]
+    min_samples: int = 10
+    exclude_maintenance: bool = True
+    gaps_down: bool = False
+
+    def describe(self) -> list[str]:
+        out = [
+            "uptime = ok / (ok + failures) × 100, where failures are: "
+            + ", ".join(sorted(self.failure_outcomes)),
+            "rate_limited, client_error and monitor_error probes are excluded (shown apart)",
+            f"uptime is left blank below {self.min_samples} counted probes",
+        ]
+        out.append(
+            "hours touched by a maintenance window are excluded"
+            if self.exclude_maintenance
+            else "maintenance windows are counted like any other time"
+        )
+        out.append(
+            "hours with no probes at all count as down"
+            if self.gaps_down
+            else "hours with no probes are left out (no data is not downtime)"
+        )
+        return out
+
+
+def uptime_pct(
+    r: Rollup, acct: Accounting, gap_hours: int = 0, data_hours: int = 1
+) -> float | None:
+    ok = r.outcomes.get("ok", 0)
+    failed = sum(n for o, n in r.outcomes.items() if o in acct.failure_outcomes)
+    if ok + failed < acct.min_samples:
+        return None
+    pct = 100.0 * ok / (ok + failed)
+    if acct.gaps_down and gap_hours:
+        pct *= data_hours / (data_hours + gap_hours)
+    return pct
+
+
+def share(r: Rollup, outcome: str) -> float | None:
+    return r.outcomes.get(outcome, 0) / r.n if r.n else None
+
+
+def summary_of(h: LogHistogram | None) -> Summary | None:
+    if h is None or h.n == 0:
+        return None
+    q = [h.quantile(p) or 0.0 for p in (50, 75, 90, 99)]
+    assert h.min is not None
+    assert h.max is not None
+    return Summary(h.n, h.mean or 0.0, h.min, h.max, q[0], q[1], q[2], q[3])
+
+
+def median_ci(h: LogHistogram | None) -> tuple[float, float, float] | None:
+    """(low, median, high): a 95 % confidence interval of the median from order statistics."""
+    if h is None or h.n < 6:
+        return None
+    n = h.n
+    half = Z95 * math.sqrt(n) / 2
+    lo_rank = max(0, math.floor(n / 2 - half))
+    hi_rank = min(n - 1, math.ceil(n / 2 + half))
+    lo = h.quantile(100.0 * lo_rank / (n - 1))
+    mid = h.quantile(50)
+    hi = h.quantile(100.0 * hi_rank / (n - 1))
+    assert lo is not None and mid is not None and hi is not None
+    return lo, mid, hi
+
+
+def proportion_diff_ci(ok1: int, n1: int, ok2: int, n2: int) -> tuple[float, float, float] | None:
+    """(low, diff, high) of p2 − p1 in percentage points, 95 % (Wald with a continuity floor)."""
+    if n1 == 0 or n2 == 0:
+        return None
+    p1, p2 = ok1 / n1, ok2 / n2
+    # Floor the variance so 100 % vs 100 % still gets an interval that reflects sample size.
+    v1 = max(p1 * (1 - p1), 0.25 / n1) / n1
+    v2 = max(p2 * (1 - p2), 0.25 / n2) / n2
+    half = Z95 * math.sqrt(v1 + v2)
+    d = p2 - p1
+    return 100 * (d - half), 100 * d, 100 * (d + half)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A concrete maintenance interval and what it covers (None: everything)."""
+
+    start: datetime
+    end: datetime
+    target: str | None = None
+    provider: str | None = None
+    model: str | None = None
+
+    def covers(self, key: TargetKey) -> bool:
+        model, provider, route = key
+        if self.target is not None and self.target != f"{model}|{provider}|{route}":
+            return False
+        if self.provider is not None and self.provider.casefold() != provider.casefold():
+            return False
+        return self.model is None or self.model == model
+
+    def touches(self, bin_start: datetime, bin_s: int = 3600) -> bool:
+        return self.start < bin_start + timedelta(seconds=bin_s) and self.end > bin_start
+
+
+RowKey = tuple[str, str, str, str]
+"""(model, provider, route, workload): one row of the providers table."""
+
+
+@dataclass(slots=True)
+class RowData:
+    """One row's rollups: the total, and per bin (an hour, or finer for short periods)."""
+
+    total: Rollup = field(default_factory=Rollup)
+    hours: dict[datetime, Rollup] = field(default_factory=dict)
+    excluded_hours: int = 0
+    vantages: set[str] = field(default_factory=set)
+    bin_s: int = 3600
+
+    def add(self, hour: datetime, vantage: str, r: Rollup) -> None:
+        self.total.merge(r)
+        self.hours.setdefault(hour, Rollup()).merge(r)
+        self.vantages.add(vantage)
+
+    def gap_hours(self) -> int:
+        if not self.hours:
+            return 0
+        first, last = min(self.hours), max(self.hours)
+        span = int((last - first).total_seconds() // self.bin_s) + 1
+        return span - len(self.hours) - self.excluded_hours
+
+    def by_day(self) -> dict[date, Rollup]:
+        out: dict[date, Rollup] = {}
+        for hour, r in self.hours.items():
+            out.setdefault(hour.date(), Rollup()).merge(r)
+        return out
+
+
+def group_rows(
+    rollups: Mapping[RollupKey, Rollup],
+    start: datetime,
+    end: datetime,
+    *,
+    model: str | None = None,
+    windows: Iterable[Window] = (),
+    exclude_maintenance: bool = True,
+    bin_s: int = 3600,
+) -> dict[RowKey, RowData]:
+    """Rollups of [start, end) grouped per (model, provider, route, workload), vantages merged.
+    Keys' last element is the start of a `bin_s` bin (hourly rollups: 3600)."""
+    windows = list(windows)
+    rows: dict[RowKey, RowData] = defaultdict(lambda: RowData(bin_s=bin_s))
+    excluded: dict[RowKey, set[datetime]] = defaultdict(set)
+    for (target, vantage, workload, hour), r in rollups.items():
+        if not start <= hour < end or (model is not None and target[0] != model):
+            continue
+        key = (*target, workload)
+        if exclude_maintenance and any(
+            w.covers(target) and w.touches(hour, bin_s) for w in windows
+        ):
+            excluded[key].add(hour)
+            continue
+        rows[key].add(hour, vantage, r)
+    for key, hours in excluded.items():
+        rows[key].excluded_hours = len(hours)
+    return dict(rows)
+
+
+def merge_metric(rollups: Iterable[Rollup], metric: str) -> LogHistogram:
+    out = LogHistogram()
+    for r in rollups:
+        h = r.histograms.get(metric)
+        if h is not None:
+            out.merge(h)
+    return out
+
+
+def hourly_series(
+    row: RowData, metric: str, stat: Callable[[LogHistogram], float | None]
+) -> list[tuple[datetime, float]]:
+    out = []
+    for hour in sorted(row.hours):
+        h = row.hours[hour].histograms.get(metric)
+        value = stat(h) if h is not None and h.n else None
+        if value is not None:
+            out.append((hour, value))
+    return out
