@@ -1,0 +1,433 @@
+"""Renders a model report as self-contained HTML, GitHub Markdown, CSV and JSON.
+
+Every provider-supplied string (names, error kinds, model ids) is escaped for its format, so a
+provider cannot inject markup into a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+from collections.abc import Callable, Mapping
+
+from monitor.reporting.model import Metric, ModelReport, ProviderRow
+
+CSV_COLUMNS = (
+    "model",
+    "period",
+    "provider",
+    "route",
+    "workload",
+    "vantages",
+    "probes",
+    "ok",
+    "failures",
+    "rate_limited",
+    "client_errors",
+    "monitor_errors",
+    "uptime_pct",
+    "rate_limited_pct",
+    "failure_pct",
+    "ttft_p50_ms",
+    "ttft_p75_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "ttft_mean_ms",
+    "ttfa_p50_ms",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "decode_p50_tps",
+    "decode_p90_tps",
+    "e2e_p50_tps",
+    "e2e_p90_tps",
+    "cost_usd",
+    "context_length",
+    "input_price_per_mtok",
+    "output_price_per_mtok",
+    "error_kinds",
+)
+
+CHART_TITLES = {
+    "ttft_over_time": "Time to first token over time",
+    "decode_over_time": "Decode speed over time",
+    "ttft_distribution": "Time to first token, distribution",
+    "decode_distribution": "Decode speed, distribution",
+    "uptime_by_day": "Uptime per day",
+    "uptime_by_bin": "Uptime per hour",
+}
+
+DEFINITIONS = (
+    ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
+    ("TTFA", "request sent → first answer token"),
+    ("latency", "request sent → end of stream"),
+    ("decode", "(output tokens − 1) / (last token − first token): speed after the first token"),
+    ("e2e", "output tokens / latency"),
+    ("uptime", "ok / (ok + failures), per the accounting below"),
+)
+
+
+def _num(value: float | None, spec: str = ".0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _p(m: Metric | None, q: str, spec: str = ".0f") -> str:
+    return "–" if m is None else format(getattr(m, q), spec)
+
+
+def _kinds(row: ProviderRow, limit: int = 4) -> str:
+    items = list(row.error_kinds.items())
+    text = ", ".join(f"{k} ×{n}" for k, n in items[:limit])
+    return text + (f", +{len(items) - limit} more" if len(items) > limit else "")
+
+
+def table_cells(row: ProviderRow) -> list[str]:
+    price = (
+        f"${row.input_price_per_mtok:g} / ${row.output_price_per_mtok:g}"
+        if row.input_price_per_mtok is not None and row.output_price_per_mtok is not None
+        else "–"
+    )
+    return [
+        row.provider,
+        row.route,
+        row.workload,
+        f"{row.context_length:,}" if row.context_length else "–",
+        price,
+        _num(row.uptime_pct, ".2f"),
+        _p(row.ttft_ms, "p50"),
+        _p(row.ttft_ms, "p90"),
+        _p(row.decode_tps, "p50", ".1f"),
+        _p(row.e2e_tps, "p50", ".1f"),
+        _num(row.failure_pct, ".1f"),
+        _num(row.rate_limited_pct, ".1f"),
+        f"{row.ok}/{row.probes}",
+        _kinds(row) or "–",
+    ]
+
+
+TABLE_HEADERS = (
+    "provider",
+    "route",
+    "workload",
+    "context",
+    "price in/out per M",
+    "uptime %",
+    "TTFT p50 ms",
+    "TTFT p90 ms",
+    "decode p50 tok/s",
+    "e2e p50 tok/s",
+    "errors %",
+    "rate-limited %",
+    "ok/probes",
+    "error kinds",
+)
+
+
+def _change_text(c_metric: str, delta: float) -> str:
+    unit = {"uptime_pct": " pp", "ttft_ms_p50": " ms"}.get(c_metric, " tok/s")
+    return f"{delta:+.1f}{unit}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "ongoing"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m {int(seconds % 60)}s"
+    return f"{minutes // 60}h {minutes % 60}m"
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111827;
+max-width:1100px;margin:24px auto;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid
+#e5e7eb;padding-bottom:4px}.sub{color:#6b7280}table{border-collapse:collapse;width:100%;
+font-size:12.5px}th,td{padding:5px 7px;border-bottom:1px solid #e5e7eb;text-align:right;
+vertical-align:top}th{background:#f9fafb;font-weight:600}td.t,th.t{text-align:left}
+.good{color:#15803d}.bad{color:#b91c1c}.flag{font-weight:600}img{max-width:100%;height:auto}
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:10px}.charts figure{margin:0}
+figcaption{font-size:12px;color:#6b7280}ul{margin:4px 0 4px 18px;padding:0}
+@media print{body{margin:0;max-width:none}.charts{grid-template-columns:1fr 1fr}
+h2{break-after:avoid}table,figure{break-inside:avoid}}
+"""
+
+
+def render_html(report: ModelReport, charts: Mapping[str, bytes]) -> str:
+    e = html.escape
+    out: list[str] = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{e(report.model)} — provider report {e(report.period)}</title>",
+        '<meta name=viewport content="width=device-width, initial-scale=1">',
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(report.model)}</h1>",
+        f"<div class=sub>Providers, performance and uptime · {e(report.period)} · "
+        f"{e(report.start.strftime('%Y-%m-%d %H:%M'))} – "
+        f"{e(report.end.strftime('%Y-%m-%d %H:%M'))} UTC"
+        + ("" if report.finished else " · period not finished yet")
+        + (" · frozen" if report.frozen else "")
+        + f" · vantages: {e(', '.join(report.vantages) or '–')}</div>",
+        "<h2>Providers</h2>",
+    ]
+    if not report.rows:
+        out.append("<p>No probes in this period.</p>")
+    else:
+        out.append("<table><thead><tr>")
+        out += [
+            f"<th class=t>{e(h)}</th>" if i < 3 or i == 13 else f"<th>{e(h)}</th>"
+            for i, h in enumerate(TABLE_HEADERS)
+        ]
+        out.append("</tr></thead><tbody>")
+        for row in report.rows:
+            cells = table_cells(row)
+            out.append("<tr>")
+            for i, cell in enumerate(cells):
+                cls = " class=t" if i < 3 or i == 13 else ""
+                if i == 5 and row.uptime_pct is not None:
+                    cls = f" class={'good' if row.uptime_pct >= 99 else 'bad'}"
+                out.append(f"<td{cls}>{e(cell)}</td>")
+            out.append("</tr>")
+        out.append("</tbody></table>")
+    out.append("<h2>Performance</h2><div class=charts>")
+    for name in ("ttft_over_time", "decode_over_time", "ttft_distribution", "decode_distribution"):
+        if name in charts:
+            out.append(_figure_html(name, charts[name]))
+    out.append("</div><h2>Uptime</h2>")
+    for name in ("uptime_by_day", "uptime_by_bin"):
+        if name in charts:
+            out.append(_figure_html(name, charts[name]))
+    out.append("<h3>Incidents</h3>")
+    if report.incidents:
+        out.append(
+            "<table><thead><tr><th class=t>provider</th><th class=t>route</th><th class=t>"
+            "kind</th><th class=t>start (UTC)</th><th class=t>end</th><th>duration</th>"
+            "<th class=t>vantages</th><th class=t>error kinds</th></tr></thead><tbody>"
+        )
+        for inc in report.incidents:
+            kinds = ", ".join(f"{k} ×{n}" for k, n in inc.error_kinds.items())
+            out.append(
+                f"<tr><td class=t>{e(inc.provider)}</td><td class=t>{e(inc.route)}</td>"
+                f"<td class=t>{e(inc.kind)}</td>"
+                f"<td class=t>{e(f'{inc.started_at:%Y-%m-%d %H:%M:%S}')}</td>"
+                f"<td class=t>{e(f'{inc.ended_at:%Y-%m-%d %H:%M:%S}' if inc.ended_at else '–')}"
+                f"</td><td>{e(_duration(inc.duration_s))}</td>"
+                f"<td class=t>{e(', '.join(inc.vantages))}</td><td class=t>{e(kinds)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    else:
+        out.append("<p>No incidents in this period.</p>")
+    out.append("<h2>Change against the previous period</h2>")
+    out.append(_changes_html(report))
+    out.append("<h2>Methodology</h2>")
+    out.append(_methodology_html(report))
+    generated = report.generated_at.isoformat(timespec="seconds")
+    out.append(f"<p class=sub>Generated by provmon at {e(generated)}.</p></body></html>")
+    return "\n".join(out)
+
+
+def _figure_html(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode()
+    title = html.escape(CHART_TITLES.get(name, name))
+    return (
+        f'<figure><img alt="{title}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{title}</figcaption></figure>"
+    )
+
+
+def _changes_html(report: ModelReport) -> str:
+    e = html.escape
+    if not report.changes:
+        return "<p>No previous period with data to compare with.</p>"
+    rows = []
+    for c in report.changes:
+        flag = "beyond noise" if c.significant else "within noise"
+        rows.append(
+            f"<tr><td class=t>{e(c.provider)}</td><td class=t>{e(c.route)}</td>"
+            f"<td class=t>{e(c.workload)}</td><td class=t>{e(c.metric)}</td>"
+            f"<td>{c.previous:.1f}</td><td>{c.current:.1f}</td>"
+            f"<td{' class=flag' if c.significant else ''}>{e(_change_text(c.metric, c.delta))}</td>"
+            f"<td>[{c.ci_low:+.1f}, {c.ci_high:+.1f}]</td><td class=t>{flag}</td></tr>"
+        )
+    return (
+        f"<p class=sub>Against {e(report.previous_period or '–')}; 95 % confidence intervals. "
+        "A change is flagged only where the interval excludes no change.</p>"
+        "<table><thead><tr><th class=t>provider</th><th class=t>route</th><th class=t>workload"
+        "</th><th class=t>metric</th><th>before</th><th>now</th><th>change</th><th>95 % CI</th>"
+        "<th class=t></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def methodology_lines(report: ModelReport) -> list[str]:
+    lines = [f"{name}: {text}" for name, text in DEFINITIONS]
+    lines.append(
+        "percentiles (p50/p90 …) are over ok probes, from hourly log histograms (within 1 %)"
+    )
+    lines += report.accounting
+    lines.append("vantages: " + (", ".join(report.vantages) or "–"))
+    for name, shape in sorted(report.workloads.items()):
+        lines.append(f"workload {name}: {shape}")
+    lines.append(f"cost of probing this model in the period: ${report.cost_usd:.4f}")
+    return lines
+
+
+def _methodology_html(report: ModelReport) -> str:
+    return (
+        "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in methodology_lines(report)) + "</ul>"
+    )
+
+
+# --- Markdown --------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def md_escape(text: str) -> str:
+    """Escape Markdown and inline-HTML syntax; newlines become spaces (table-safe)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def render_markdown(report: ModelReport, chart_files: Mapping[str, str]) -> str:
+    m = md_escape
+    out = [
+        f"# {m(report.model)}",
+        "",
+        f"Providers, performance and uptime · **{m(report.period)}** · "
+        f"{report.start:%Y-%m-%d %H:%M} – {report.end:%Y-%m-%d %H:%M} UTC"
+        + ("" if report.finished else " · period not finished yet")
+        + f" · vantages: {m(', '.join(report.vantages) or '–')}",
+        "",
+        "## Providers",
+        "",
+    ]
+    if report.rows:
+        out.append("| " + " | ".join(TABLE_HEADERS) + " |")
+        out.append("|" + "|".join(":--" if i < 3 or i == 13 else "--:" for i in range(14)) + "|")
+        for row in report.rows:
+            out.append("| " + " | ".join(m(c) for c in table_cells(row)) + " |")
+    else:
+        out.append("No probes in this period.")
+    out += ["", "## Performance", ""]
+    out += _md_charts(
+        chart_files,
+        ("ttft_over_time", "decode_over_time", "ttft_distribution", "decode_distribution"),
+    )
+    out += ["## Uptime", ""]
+    out += _md_charts(chart_files, ("uptime_by_day", "uptime_by_bin"))
+    out += ["### Incidents", ""]
+    if report.incidents:
+        out.append("| provider | route | kind | start (UTC) | end | duration | error kinds |")
+        out.append("|:--|:--|:--|:--|:--|--:|:--|")
+        for i in report.incidents:
+            kinds = ", ".join(f"{k} ×{n}" for k, n in i.error_kinds.items())
+            end = f"{i.ended_at:%Y-%m-%d %H:%M:%S}" if i.ended_at else "–"
+            out.append(
+                f"| {m(i.provider)} | {m(i.route)} | {m(i.kind)} | "
+                f"{i.started_at:%Y-%m-%d %H:%M:%S} | {end} | {_duration(i.duration_s)} | "
+                f"{m(kinds)} |"
+            )
+    else:
+        out.append("No incidents in this period.")
+    out += ["", "## Change against the previous period", ""]
+    if report.changes:
+        out.append(
+            f"Against {m(report.previous_period or '–')}, with 95 % confidence intervals; "
+            "**bold** where the change is beyond noise."
+        )
+        out.append("")
+        out.append("| provider | route | workload | metric | before | now | change | 95 % CI |")
+        out.append("|:--|:--|:--|:--|--:|--:|--:|--:|")
+        for c in report.changes:
+            delta = m(_change_text(c.metric, c.delta))
+            delta = f"**{delta}**" if c.significant else delta
+            out.append(
+                f"| {m(c.provider)} | {m(c.route)} | {m(c.workload)} | {m(c.metric)} | "
+                f"{c.previous:.1f} | {c.current:.1f} | {delta} | "
+                f"\\[{c.ci_low:+.1f}, {c.ci_high:+.1f}\\] |"
+            )
+    else:
+        out.append("No previous period with data to compare with.")
+    out += ["", "## Methodology", ""]
+    out += [f"- {m(line)}" for line in methodology_lines(report)]
+    out += ["", f"Generated by provmon at {report.generated_at.isoformat(timespec='seconds')}.", ""]
+    return "\n".join(out)
+
+
+def _md_charts(chart_files: Mapping[str, str], names: tuple[str, ...]) -> list[str]:
+    out = []
+    for name in names:
+        if name in chart_files:
+            out += [f"![{CHART_TITLES.get(name, name)}]({chart_files[name]})", ""]
+    return out
+
+
+# --- CSV and JSON ----------------------------------------------------------------------------
+
+
+def csv_row(report: ModelReport, row: ProviderRow) -> dict[str, object]:
+    def q(m: Metric | None, name: str) -> float | None:
+        return None if m is None else round(float(getattr(m, name)), 3)
+
+    return {
+        "model": row.model,
+        "period": report.period,
+        "provider": row.provider,
+        "route": row.route,
+        "workload": row.workload,
+        "vantages": ";".join(row.vantages),
+        "probes": row.probes,
+        "ok": row.ok,
+        "failures": row.failures,
+        "rate_limited": row.rate_limited,
+        "client_errors": row.client_errors,
+        "monitor_errors": row.monitor_errors,
+        "uptime_pct": None if row.uptime_pct is None else round(row.uptime_pct, 4),
+        "rate_limited_pct": None
+        if row.rate_limited_pct is None
+        else round(row.rate_limited_pct, 4),
+        "failure_pct": None if row.failure_pct is None else round(row.failure_pct, 4),
+        "ttft_p50_ms": q(row.ttft_ms, "p50"),
+        "ttft_p75_ms": q(row.ttft_ms, "p75"),
+        "ttft_p90_ms": q(row.ttft_ms, "p90"),
+        "ttft_p99_ms": q(row.ttft_ms, "p99"),
+        "ttft_mean_ms": q(row.ttft_ms, "mean"),
+        "ttfa_p50_ms": q(row.ttfa_ms, "p50"),
+        "latency_p50_ms": q(row.latency_ms, "p50"),
+        "latency_p90_ms": q(row.latency_ms, "p90"),
+        "decode_p50_tps": q(row.decode_tps, "p50"),
+        "decode_p90_tps": q(row.decode_tps, "p90"),
+        "e2e_p50_tps": q(row.e2e_tps, "p50"),
+        "e2e_p90_tps": q(row.e2e_tps, "p90"),
+        "cost_usd": round(row.cost_usd, 6),
+        "context_length": row.context_length,
+        "input_price_per_mtok": row.input_price_per_mtok,
+        "output_price_per_mtok": row.output_price_per_mtok,
+        "error_kinds": ";".join(f"{k}:{n}" for k, n in row.error_kinds.items()),
+    }
+
+
+def render_csv(report: ModelReport) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        values = csv_row(report, row)
+        writer.writerow({k: _csv_safe(v) for k, v in values.items()})
+    return buf.getvalue()
+
+
+def _csv_safe(value: object) -> object:
+    # A cell starting with = + - @ is a formula in spreadsheets: quote it as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def render_json(report: ModelReport) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+
+
+RENDERERS: dict[str, Callable[[ModelReport], str]] = {"csv": render_csv, "json": render_json}
