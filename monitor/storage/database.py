@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+Engine = AsyncEngine
+"""The database handle other packages pass around without importing SQLAlchemy."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 

@@ -1,0 +1,166 @@
+"""Makes reports: reads rollups, probes and incidents, builds, charts, writes and freezes.
+
+The I/O seam of reporting; the numbers come from the pure `build` and `aggregate` modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from monitor.aggregate import Accounting
+from monitor.config import Config
+from monitor.maintenance import expand
+from monitor.reporting.build import TargetInfo, build_model_report, models_in
+from monitor.reporting.charts import report_charts
+from monitor.reporting.model import Incident, ModelReport, report_from_json
+from monitor.reporting.output import write_report
+from monitor.reporting.periods import Period
+from monitor.rollup import fold
+from monitor.scheduler import cron_fire_times
+from monitor.storage.database import Engine
+from monitor.storage.reports import (
+    freeze_report,
+    frozen_report,
+    incidents_between,
+    probes_between,
+    rollups_between,
+)
+
+log = logging.getLogger(__name__)
+
+FINE_BINS_S = (10, 30, 60, 120, 300, 600, 900, 1800)
+FINE_MAX_PERIOD_S = 2 * 86400
+TARGET_POINTS = 60
+
+
+def fine_bin_s(period: Period) -> int | None:
+    """Bins for short periods' time series (about 60 points); None: hourly is fine enough."""
+    seconds = period.duration.total_seconds()
+    if seconds > FINE_MAX_PERIOD_S:
+        return None
+    for b in FINE_BINS_S:
+        if seconds / b <= TARGET_POINTS * 1.5:
+            return b
+    return None
+
+
+def accounting(cfg: Config) -> Accounting:
+    u = cfg.uptime
+    return Accounting(
+        failure_outcomes=frozenset(u.failure_outcomes),
+        min_samples=u.min_samples,
+        exclude_maintenance=u.maintenance == "exclude",
+        gaps_down=u.gaps == "down",
+    )
+
+
+def _target_info(cfg: Config) -> dict[tuple[str, str, str], TargetInfo]:
+    out = {}
+    for t in cfg.targets:
+        out[(t.model, t.provider, t.route)] = TargetInfo(
+            context_length=None,
+            input_price_per_mtok=t.prices.input_per_mtok if t.prices else None,
+            output_price_per_mtok=t.prices.output_per_mtok if t.prices else None,
+        )
+    return out
+
+
+async def _incidents(engine: Engine, period: Period, model: str) -> list[Incident]:
+    out = []
+    for row, _m, provider, route in await incidents_between(
+        engine, period.start, period.end, model
+    ):
+        end = row.ended_at
+        out.append(
+            Incident(
+                provider=provider or "(monitor)",
+                route=route or "-",
+                kind=row.kind,
+                started_at=row.started_at,
+                ended_at=end,
+                duration_s=(end - row.started_at).total_seconds() if end else None,
+                vantages=[str(v) for v in row.vantages],
+                error_kinds={str(k): int(v) for k, v in row.error_kinds.items()},
+            )
+        )
+    return out
+
+
+async def build_reports(
+    engine: Engine,
+    cfg: Config,
+    period: Period,
+    now: datetime,
+    models: Sequence[str] | None = None,
+) -> list[ModelReport]:
+    """One report per model with data in the period (or per model asked for).
+
+    A finished ISO week is frozen on first build; later builds return the frozen numbers.
+    """
+    prev = period.previous()
+    rollups = await rollups_between(engine, prev.start, period.end)
+    wanted = list(models) if models else models_in(rollups, period)
+    windows = expand(cfg.maintenance, prev.start, period.end, cron_fire_times)
+    acct = accounting(cfg)
+    info = _target_info(cfg)
+    workloads = {
+        name: f"about {w.input_tokens} tokens in, at most {w.max_tokens} out"
+        for name, w in cfg.workloads.items()
+    }
+    bin_s = fine_bin_s(period)
+    fine = None
+    if bin_s is not None:
+        fine = fold(await probes_between(engine, period.start, period.end), bin_s)
+    reports = []
+    for model in wanted:
+        freezable = period.is_week and period.finished(now)
+        if freezable:
+            frozen = await frozen_report(engine, period.label, model)
+            if frozen is not None:
+                reports.append(report_from_json(frozen))
+                continue
+        report = build_model_report(
+            model,
+            period,
+            rollups,
+            acct=acct,
+            now=now,
+            windows=windows,
+            incidents=await _incidents(engine, period, model),
+            info=info,
+            workloads={k: v for k, v in workloads.items() if any(r[2] == k for r in rollups)},
+            fine=fine,
+            fine_bin_s=bin_s or 3600,
+        )
+        if freezable and report.rows:
+            report.frozen = True
+            await freeze_report(engine, period.label, model, report.to_json(), now)
+        reports.append(report)
+    return reports
+
+
+async def make_reports(
+    engine: Engine,
+    cfg: Config,
+    period: Period,
+    now: datetime,
+    *,
+    models: Sequence[str] | None = None,
+    formats: Sequence[str] | None = None,
+    out_dir: Path | None = None,
+) -> list[tuple[ModelReport, dict[str, Path]]]:
+    """Build and write reports; returns each report with the files written for it."""
+    out = out_dir or Path(cfg.reports.out_dir)
+    fmts = list(formats or cfg.reports.formats)
+    written = []
+    for report in await build_reports(engine, cfg, period, now, models):
+        charts = report_charts(report) if {"html", "md"} & set(fmts) else {}
+        files = write_report(report, charts, out, fmts)
+        log.info(
+            "report %s %s: %s", report.period, report.model, ", ".join(map(str, files.values()))
+        )
+        written.append((report, files))
+    return written

@@ -1,0 +1,122 @@
+"""Live status: each target's state and its 5m / 30m / 1d uptime, latency and throughput
+(OpenRouter's windows), plus a per-model summary. Pure."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor.aggregate import Accounting, TargetKey, uptime_pct
+from monitor.results import ProbeResult
+from monitor.rollup import Rollup, RollupKey
+
+RAW_WINDOWS = (("5m", 300), ("30m", 1800))
+DAY_WINDOW = "1d"
+
+
+@dataclass(slots=True)
+class WindowStats:
+    probes: int = 0
+    uptime_pct: float | None = None
+    ttft_p50_ms: float | None = None
+    decode_p50_tps: float | None = None
+    e2e_p50_tps: float | None = None
+    rate_limited: int = 0
+
+
+@dataclass(slots=True)
+class TargetStatus:
+    model: str
+    provider: str
+    route: str
+    state: str
+    windows: dict[str, WindowStats] = field(default_factory=dict)
+    last_outcome: str | None = None
+    last_probe_at: datetime | None = None
+
+
+def _window(r: Rollup, acct: Accounting) -> WindowStats:
+    def p50(name: str) -> float | None:
+        h = r.histograms.get(name)
+        return h.quantile(50) if h is not None and h.n else None
+
+    return WindowStats(
+        probes=r.n,
+        uptime_pct=uptime_pct(r, acct),
+        ttft_p50_ms=p50("ttft_ms"),
+        decode_p50_tps=p50("decode_tps"),
+        e2e_p50_tps=p50("e2e_tps"),
+        rate_limited=r.outcomes.get("rate_limited", 0),
+    )
+
+
+def target_status(
+    targets: Iterable[TargetKey],
+    recent: Sequence[ProbeResult],
+    day_rollups: Mapping[RollupKey, Rollup],
+    states: Mapping[TargetKey, Mapping[str, str]],
+    now: datetime,
+    acct: Accounting,
+) -> list[TargetStatus]:
+    """`recent`: raw probes of the last 30 minutes; `day_rollups`: the last 24 hours' rollups
+    (the current hour's included, so the day window is 24–25 hours)."""
+    quick = Accounting(acct.failure_outcomes, 1, acct.exclude_maintenance, False)
+    keys = list(dict.fromkeys([*targets, *(r.target_key for r in recent)]))
+    by_target: dict[TargetKey, list[ProbeResult]] = defaultdict(list)
+    for r in recent:
+        by_target[r.target_key].append(r)
+    day: dict[TargetKey, Rollup] = defaultdict(Rollup)
+    for (key, _v, _w, _h), hourly in day_rollups.items():
+        day[key].merge(hourly)
+    out = []
+    for key in keys:
+        probes = sorted(by_target.get(key, []), key=lambda r: r.started_at)
+        s = TargetStatus(*key, state=_state(states.get(key, {})))
+        for name, seconds in RAW_WINDOWS:
+            since = now - timedelta(seconds=seconds)
+            rollup = Rollup()
+            for p in probes:
+                if p.started_at >= since:
+                    rollup.add(p)
+            s.windows[name] = _window(rollup, quick)
+        s.windows[DAY_WINDOW] = _window(day.get(key, Rollup()), quick)
+        if probes:
+            s.last_outcome = probes[-1].outcome.value
+            s.last_probe_at = probes[-1].started_at
+        out.append(s)
+    return out
+
+
+def _state(by_vantage: Mapping[str, str]) -> str:
+    if "*" in by_vantage:
+        return by_vantage["*"]
+    if not by_vantage:
+        return "unknown"
+    states = set(by_vantage.values())
+    return states.pop() if len(states) == 1 else "mixed"
+
+
+def model_summary(statuses: Sequence[TargetStatus]) -> dict[str, dict[str, Any]]:
+    """Per model and window: providers with data, probes, pooled uptime, best p50 TTFT."""
+    out: dict[str, dict[str, Any]] = {}
+    for model in sorted({s.model for s in statuses}):
+        rows = [s for s in statuses if s.model == model]
+        summary: dict[str, Any] = {
+            "targets": len(rows),
+            "down": sum(s.state == "down" for s in rows),
+        }
+        for name in (*(n for n, _ in RAW_WINDOWS), DAY_WINDOW):
+            ws = [s.windows[name] for s in rows if s.windows[name].probes]
+            ups = [w.uptime_pct for w in ws if w.uptime_pct is not None]
+            ttfts = [w.ttft_p50_ms for w in ws if w.ttft_p50_ms is not None]
+            summary[name] = {
+                "providers_with_data": len(ws),
+                "probes": sum(w.probes for w in ws),
+                "best_uptime_pct": max(ups) if ups else None,
+                "best_ttft_p50_ms": min(ttfts) if ttfts else None,
+            }
+        out[model] = summary
+    return out

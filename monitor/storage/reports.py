@@ -1,0 +1,137 @@
+"""Queries behind reports and status: rollups and raw probes of a period, frozen reports,
+incidents, and the latest alert state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from monitor.results import Outcome, ProbeResult, TokenSource
+from monitor.rollup import Rollup, RollupKey
+from monitor.storage.schema import (
+    AlertStateRow,
+    FrozenReportRow,
+    IncidentRow,
+    ProbeRow,
+    RollupRow,
+    TargetRow,
+)
+from monitor.storage.store import PROBE_COLUMNS, StoreUnavailable
+
+
+async def rollups_between(
+    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+) -> dict[RollupKey, Rollup]:
+    """Hourly rollups with hour in [start, end), optionally of one model."""
+    query = (
+        select(RollupRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        .join(TargetRow, TargetRow.id == RollupRow.target_id)
+        .where(RollupRow.hour >= start, RollupRow.hour < end)
+    )
+    if model is not None:
+        query = query.where(TargetRow.model == model)
+    out: dict[RollupKey, Rollup] = {}
+    try:
+        async with engine.connect() as conn:
+            for row, m, p, r in (await conn.execute(query)).all():
+                out[((m, p, r), row.vantage, row.workload, row.hour)] = Rollup.from_columns(
+                    row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
+                )
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return out
+
+
+def _result(row: Any, model: str, provider: str, route: str) -> ProbeResult:
+    values = {name: getattr(row, name) for name in PROBE_COLUMNS}
+    return ProbeResult(
+        model=model,
+        provider=provider,
+        route=route,
+        outcome=Outcome(row.outcome),
+        token_source=TokenSource(row.token_source) if row.token_source else None,
+        **values,
+    )
+
+
+async def probes_between(
+    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+) -> list[ProbeResult]:
+    """Raw probes started in [start, end) (within retention), optionally of one model."""
+    query = (
+        select(ProbeRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        .join(TargetRow, TargetRow.id == ProbeRow.target_id)
+        .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
+    )
+    if model is not None:
+        query = query.where(TargetRow.model == model)
+    try:
+        async with engine.connect() as conn:
+            return [_result(row, m, p, r) for row, m, p, r in (await conn.execute(query)).all()]
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+
+
+async def frozen_report(engine: AsyncEngine, period: str, model: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        data = await conn.scalar(
+            select(FrozenReportRow.data).where(
+                FrozenReportRow.period == period, FrozenReportRow.model == model
+            )
+        )
+    return dict(data) if data is not None else None
+
+
+async def freeze_report(
+    engine: AsyncEngine, period: str, model: str, data: dict[str, Any], now: datetime
+) -> bool:
+    """Store a finished period's report; False when one was frozen already (kept as it was)."""
+    dialect = engine.dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FrozenReportRow)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            ins.values(
+                period=period, model=model, generated_at=now, data=data
+            ).on_conflict_do_nothing(index_elements=["period", "model"])
+        )
+    return bool(result.rowcount)
+
+
+async def incidents_between(
+    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+) -> list[tuple[IncidentRow, str | None, str | None, str | None]]:
+    """Incidents overlapping [start, end), with their target's model, provider and route."""
+    query = (
+        select(IncidentRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        .outerjoin(TargetRow, TargetRow.id == IncidentRow.target_id)
+        .where(
+            IncidentRow.started_at < end,
+            (IncidentRow.ended_at.is_(None)) | (IncidentRow.ended_at > start),
+        )
+        .order_by(IncidentRow.started_at)
+    )
+    if model is not None:
+        query = query.where(TargetRow.model == model)
+    async with engine.connect() as conn:
+        return [(i, m, p, r) for i, m, p, r in (await conn.execute(query)).all()]
+
+
+async def alert_states(engine: AsyncEngine) -> dict[tuple[str, str, str], dict[str, str]]:
+    """Each target's alert state per vantage (`*` for the quorum view)."""
+    query = select(
+        AlertStateRow.vantage,
+        AlertStateRow.state,
+        TargetRow.model,
+        TargetRow.provider,
+        TargetRow.route,
+    ).join(TargetRow, and_(TargetRow.id == AlertStateRow.target_id))
+    out: dict[tuple[str, str, str], dict[str, str]] = {}
+    async with engine.connect() as conn:
+        for vantage, state, m, p, r in (await conn.execute(query)).all():
+            out.setdefault((m, p, r), {})[vantage] = state
+    return out
