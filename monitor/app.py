@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,8 +21,10 @@ import aiohttp
 from monitor.config import Config, Target, Workload, parse_config
 from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
-from monitor.probe import Prober
+from monitor.probe import Prober, utc_now
 from monitor.redact import short_message
+from monitor.reporting.job import accounting, make_reports
+from monitor.reporting.periods import Period
 from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.simulator import (
@@ -34,6 +37,7 @@ from monitor.simulator import (
     serve,
 )
 from monitor.spill import SpillFile
+from monitor.status import TargetStatus, model_summary, target_status
 from monitor.storage.database import (
     DatabaseError,
     head_revision,
@@ -41,6 +45,7 @@ from monitor.storage.database import (
     require_migrated,
     upgrade,
 )
+from monitor.storage.reports import alert_states, probes_between, rollups_between
 from monitor.storage.store import Store
 from monitor.tables import comparison_table
 from monitor.throttle import Gates
@@ -418,3 +423,51 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
     finally:
         await engine.dispose()
     return 0
+
+
+async def report(
+    cfg: Config,
+    period: Period,
+    out: TextIO,
+    *,
+    models: Sequence[str] | None = None,
+    formats: Sequence[str] | None = None,
+    out_dir: Path | None = None,
+) -> int:
+    """`provmon report`: write the period's report per model; print where each file is."""
+    engine = make_engine(cfg.database_url.reveal())
+    try:
+        await require_migrated(engine)
+        written = await make_reports(
+            engine, cfg, period, utc_now(), models=models, formats=formats, out_dir=out_dir
+        )
+    finally:
+        await engine.dispose()
+    if not written:
+        out.write(f"no probes in {period.label}: no report written\n")
+        return 1
+    for rep, files in written:
+        note = " (frozen)" if rep.frozen else ""
+        out.write(f"{rep.model} {rep.period}{note}: {len(rep.rows)} provider rows\n")
+        for fmt, path in files.items():
+            out.write(f"  {fmt:<4} {path}\n")
+    return 0
+
+
+async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
+    """Every target's state and 5m / 30m / 1d numbers, and the per-model summary."""
+    engine = make_engine(cfg.database_url.reveal())
+    now = utc_now()
+    try:
+        await require_migrated(engine)
+        recent = await probes_between(engine, now - timedelta(minutes=30), now + timedelta(1))
+        day = await rollups_between(
+            engine, (now - timedelta(days=1)).replace(minute=0, second=0, microsecond=0), now
+        )
+        states = await alert_states(engine)
+    finally:
+        await engine.dispose()
+    statuses = target_status(
+        [t.target_key for t in cfg.targets], recent, day, states, now, accounting(cfg)
+    )
+    return statuses, model_summary(statuses)

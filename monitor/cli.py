@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from monitor import __version__, app
 from monitor.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_config
 from monitor.logs import setup_logging
+from monitor.probe import utc_now
+from monitor.reporting.periods import Period, parse_week, parse_when, span_period, week_period
 from monitor.results import Outcome, ProbeResult
+from monitor.status import TargetStatus, WindowStats
 from monitor.storage.database import DatabaseError
-from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row
+from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row, render
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -57,6 +62,101 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return app.run(main())
+
+
+def _period(args: argparse.Namespace) -> Period:
+    try:
+        if args.week:
+            if args.since or args.until:
+                raise UsageError("give --week, or --since/--until, not both")
+            return parse_week(args.week)
+        if args.since or args.until:
+            since = parse_when(args.since) if args.since else None
+            until = parse_when(args.until) if args.until else utc_now()
+            if since is None:
+                raise UsageError("--until needs --since")
+            return span_period(since, until)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return week_period(utc_now())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    period = _period(args)
+    formats = None
+    if args.format:
+        formats = [f.strip() for f in args.format.split(",") if f.strip()]
+        unknown = set(formats) - {"html", "md", "csv", "json"}
+        if unknown:
+            raise UsageError(
+                f"unknown format(s) {', '.join(sorted(unknown))}: use html,md,csv,json"
+            )
+
+    async def main() -> int:
+        return await app.report(
+            cfg,
+            period,
+            sys.stdout,
+            models=args.model or None,
+            formats=formats,
+            out_dir=Path(args.out) if args.out else None,
+        )
+
+    return app.run(main())
+
+
+def _status_cell(w: WindowStats) -> list[str]:
+    def f(v: float | None, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    return [f(w.uptime_pct, ".1f"), f(w.ttft_p50_ms, ".0f"), f(w.decode_p50_tps, ".1f")]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    result: dict[str, object] = {}
+
+    async def main() -> int:
+        statuses, summary = await app.status(cfg)
+        result["statuses"], result["summary"] = statuses, summary
+        return EXIT_OK
+
+    code = app.run(main())
+    if code != EXIT_OK:
+        return code
+    statuses = cast(list[TargetStatus], result["statuses"])
+    summary = cast(dict[str, Any], result["summary"])
+    if args.json:
+        print(
+            json.dumps(
+                {"targets": [dataclasses.asdict(s) for s in statuses], "models": summary},
+                default=str,
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    headers = ["model", "provider", "route", "state"]
+    for name in ("5m", "30m", "1d"):
+        headers += [f"up%{name}", f"ttft{name}", f"tps{name}"]
+    rows = []
+    for st in statuses:
+        row = [st.model, st.provider, st.route, st.state]
+        for name in ("5m", "30m", "1d"):
+            row += _status_cell(st.windows[name])
+        rows.append(row)
+    print(render(headers, rows, text_columns=4))
+    print()
+    for model, m in summary.items():
+        day = m["1d"]
+        up = day["best_uptime_pct"]
+        ttft = day["best_ttft_p50_ms"]
+        print(
+            f"{model}: {m['targets']} targets, {m['down']} down; last day {day['probes']} probes, "
+            f"best uptime {'-' if up is None else format(up, '.1f')}%, "
+            f"best p50 TTFT {'-' if ttft is None else format(ttft, '.0f')} ms"
+        )
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -231,6 +331,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "report",
+        help="write the uptime and performance report (HTML, Markdown, CSV, JSON)",
+        description=(
+            "Writes one report per model for an ISO week (--week 2026-W47, UTC) or any period "
+            "(--since/--until); default: the current week so far. Files go under "
+            "reports/PERIOD/MODEL/ (or --out). A finished week is frozen on first report: "
+            "later runs give the same numbers even after raw probes are pruned."
+        ),
+    )
+    with_config(p)
+    p.add_argument("--week", help="ISO week, e.g. 2026-W47")
+    p.add_argument("--since", help="start, e.g. 2026-11-20 or 2026-11-20T08:00Z (UTC)")
+    p.add_argument("--until", help="end (default: now)")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--format", help="comma-separated: html,md,csv,json (default: all)")
+    p.add_argument("--out", help="output folder (default: reports.out_dir, ./reports)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "status",
+        help="each target's state and 5m / 30m / 1d uptime, p50 TTFT and throughput",
+        description="Reads the database: per target its alert state and, over the last 5 "
+        "minutes, 30 minutes and day, uptime %, p50 TTFT (ms) and p50 decode speed (tokens/s).",
+    )
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("db", help="database commands: upgrade")
     db_sub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)

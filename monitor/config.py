@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from monitor.metrics import Prices
 from monitor.settings import (
     AlertSettings,
+    ChannelSettings,
     MaintenanceWindow,
     ReportSettings,
     UptimeSettings,
@@ -222,6 +223,10 @@ class Target:
         return f"{self.model}|{self.provider}|{self.route}"
 
     @property
+    def target_key(self) -> tuple[str, str, str]:
+        return (self.model, self.provider, self.route)
+
+    @property
     def paid(self) -> bool:
         """Probing it costs money: OpenRouter bills, and so does a direct target with prices."""
         return self.route == "openrouter" or self.prices is not None
@@ -230,6 +235,20 @@ class Target:
     def pinned(self) -> bool:
         """OpenRouter route: the request pins the provider with no fallbacks."""
         return self.route == "openrouter"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A notification channel with its secrets resolved: `url` (from `url` or `url_env`) and
+    the webhook's HMAC key (from `hmac_secret_env`)."""
+
+    settings: ChannelSettings
+    url: Secret | None = None
+    hmac_key: Secret | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +270,7 @@ class Config:
     alerts: AlertSettings
     maintenance: tuple[MaintenanceWindow, ...]
     source: str = "<defaults>"
+    channels: tuple[Channel, ...] = ()
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.providers.get(provider, ProviderLimits())
@@ -352,6 +372,12 @@ def parse_config(
     database_url = Secret(raw.database.url)
     if raw.database.url_env is not None:
         database_url = secret(raw.database.url_env, "database.url_env") or database_url
+    channels = []
+    for i, ch in enumerate(raw.alerts.channels):
+        where = f"alerts.channels[{i}]"
+        url = Secret(ch.url) if ch.url is not None else secret(ch.url_env, f"{where}.url_env")
+        hmac_key = secret(ch.hmac_secret_env, f"{where}.hmac_secret_env")
+        channels.append(Channel(ch, url, hmac_key))
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -370,6 +396,7 @@ def parse_config(
         alerts=raw.alerts,
         maintenance=raw.maintenance,
         source=source,
+        channels=tuple(channels),
     )
 
 

@@ -23,13 +23,19 @@ from monitor.storage.schema import (
 )
 from monitor.storage.store import PROBE_COLUMNS, StoreUnavailable
 
+_TARGET_COLUMNS = (
+    TargetRow.model.label("t_model"),
+    TargetRow.provider.label("t_provider"),
+    TargetRow.route.label("t_route"),
+)
+
 
 async def rollups_between(
     engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
 ) -> dict[RollupKey, Rollup]:
     """Hourly rollups with hour in [start, end), optionally of one model."""
     query = (
-        select(RollupRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        select(RollupRow.__table__, *_TARGET_COLUMNS)
         .join(TargetRow, TargetRow.id == RollupRow.target_id)
         .where(RollupRow.hour >= start, RollupRow.hour < end)
     )
@@ -38,8 +44,9 @@ async def rollups_between(
     out: dict[RollupKey, Rollup] = {}
     try:
         async with engine.connect() as conn:
-            for row, m, p, r in (await conn.execute(query)).all():
-                out[((m, p, r), row.vantage, row.workload, row.hour)] = Rollup.from_columns(
+            for row in (await conn.execute(query)).all():
+                key = (row.t_model, row.t_provider, row.t_route)
+                out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
                     row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
                 )
     except (SQLAlchemyError, OSError) as exc:
@@ -64,7 +71,7 @@ async def probes_between(
 ) -> list[ProbeResult]:
     """Raw probes started in [start, end) (within retention), optionally of one model."""
     query = (
-        select(ProbeRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        select(ProbeRow.__table__, *_TARGET_COLUMNS)
         .join(TargetRow, TargetRow.id == ProbeRow.target_id)
         .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
     )
@@ -72,9 +79,10 @@ async def probes_between(
         query = query.where(TargetRow.model == model)
     try:
         async with engine.connect() as conn:
-            return [_result(row, m, p, r) for row, m, p, r in (await conn.execute(query)).all()]
+            rows = (await conn.execute(query)).all()
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(str(exc)) from exc
+    return [_result(row, row.t_model, row.t_provider, row.t_route) for row in rows]
 
 
 async def frozen_report(engine: AsyncEngine, period: str, model: str) -> dict[str, Any] | None:
@@ -104,10 +112,10 @@ async def freeze_report(
 
 async def incidents_between(
     engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
-) -> list[tuple[IncidentRow, str | None, str | None, str | None]]:
+) -> list[tuple[Any, str | None, str | None, str | None]]:
     """Incidents overlapping [start, end), with their target's model, provider and route."""
     query = (
-        select(IncidentRow, TargetRow.model, TargetRow.provider, TargetRow.route)
+        select(IncidentRow.__table__, *_TARGET_COLUMNS)
         .outerjoin(TargetRow, TargetRow.id == IncidentRow.target_id)
         .where(
             IncidentRow.started_at < end,
@@ -118,7 +126,10 @@ async def incidents_between(
     if model is not None:
         query = query.where(TargetRow.model == model)
     async with engine.connect() as conn:
-        return [(i, m, p, r) for i, m, p, r in (await conn.execute(query)).all()]
+        return [
+            (row, row.t_model, row.t_provider, row.t_route)
+            for row in (await conn.execute(query)).all()
+        ]
 
 
 async def alert_states(engine: AsyncEngine) -> dict[tuple[str, str, str], dict[str, str]]:
