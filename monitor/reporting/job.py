@@ -23,6 +23,7 @@ from monitor.scheduler import cron_fire_times
 from monitor.storage.database import Engine
 from monitor.storage.reports import (
     freeze_report,
+    frozen_models,
     frozen_report,
     incidents_between,
     probes_between,
@@ -103,6 +104,8 @@ async def build_reports(
     prev = period.previous()
     rollups = await rollups_between(engine, prev.start, period.end)
     wanted = list(models) if models else models_in(rollups, period)
+    if not models and period.is_week and period.finished(now):
+        wanted = sorted(set(wanted) | set(await frozen_models(engine, period.label)))
     windows = expand(cfg.maintenance, prev.start, period.end, cron_fire_times)
     acct = accounting(cfg)
     info = _target_info(cfg)

@@ -95,6 +95,14 @@ async def frozen_report(engine: AsyncEngine, period: str, model: str) -> dict[st
     return dict(data) if data is not None else None
 
 
+async def frozen_models(engine: AsyncEngine, period: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.scalars(
+            select(FrozenReportRow.model).where(FrozenReportRow.period == period)
+        )
+        return sorted(rows.all())
+
+
 async def freeze_report(
     engine: AsyncEngine, period: str, model: str, data: dict[str, Any], now: datetime
 ) -> bool:
