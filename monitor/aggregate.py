@@ -172,7 +172,8 @@ def group_rows(
     rows: dict[RowKey, RowData] = defaultdict(lambda: RowData(bin_s=bin_s))
     excluded: dict[RowKey, set[datetime]] = defaultdict(set)
     for (target, vantage, workload, hour), r in rollups.items():
-        if not start <= hour < end or (model is not None and target[0] != model):
+        overlaps = hour + timedelta(seconds=bin_s) > start and hour < end
+        if not overlaps or (model is not None and target[0] != model):
             continue
         key = (*target, workload)
         if exclude_maintenance and any(

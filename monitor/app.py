@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
-from monitor.config import Config, Target, Workload, parse_config
+from monitor.alerts.channels import ChannelError, build_channels
+from monitor.alerts.connectivity import ConnectivityCheck
+from monitor.alerts.payloads import trial_payload
+from monitor.alerts.service import Alerting
+from monitor.alerts.views import INCIDENT_HEADERS, incident_rows
+from monitor.config import Config, ConfigError, Target, Workload
 from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
 from monitor.probe import Prober, utc_now
@@ -28,18 +34,18 @@ from monitor.reporting.periods import Period
 from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.simulator import (
-    DEMO_MODEL,
     Farm,
     Simulator,
     demo_farm,
     quirks_farm,
-    run_simulator,
     serve,
 )
 from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
+from monitor.storage.alerts import AlertStore
 from monitor.storage.database import (
     DatabaseError,
+    Engine,
     head_revision,
     make_engine,
     require_migrated,
@@ -47,7 +53,7 @@ from monitor.storage.database import (
 )
 from monitor.storage.reports import alert_states, probes_between, rollups_between
 from monitor.storage.store import Store
-from monitor.tables import comparison_table
+from monitor.tables import render
 from monitor.throttle import Gates
 from monitor.writer import ProbeWriter
 
@@ -152,119 +158,6 @@ async def simulate(scenario: str, host: str, port: int, seed: int, out: TextIO) 
         out.flush()
 
     await serve(farm, host, port, ready=ready)
-
-
-DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
-
-
-def demo_config(openrouter_base_url: str, direct: dict[str, tuple[str, float, float]]) -> Config:
-    """Config for the demo: each simulated provider direct and through the OpenRouter front.
-
-    `direct` maps provider name → (base URL, input and output USD per million tokens).
-    """
-    targets: list[dict[str, Any]] = [
-        {
-            "route": "direct",
-            "model": DEMO_MODEL,
-            "provider": name,
-            "base_url": url,
-            "input_price_per_mtok": price_in,
-            "output_price_per_mtok": price_out,
-            "workloads": ["demo"],
-        }
-        for name, (url, price_in, price_out) in direct.items()
-    ]
-    targets.append(
-        {
-            "route": "openrouter",
-            "model": DEMO_MODEL,
-            "providers": list(direct),
-            "workloads": ["demo"],
-        }
-    )
-    doc = {
-        "vantage": "demo",
-        "timeouts": {"connect_s": 2, "first_token_s": 5, "idle_s": 3, "total_s": 15},
-        "workloads": {"demo": DEMO_WORKLOAD},
-        "openrouter": {"base_url": openrouter_base_url, "api_key_env": None},
-        "targets": targets,
-    }
-    return parse_config(doc, {}, "<demo>")
-
-
-def _progress(elapsed_s: float, results: Sequence[ProbeResult]) -> str:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    failing = sorted({r.provider for r in results[-16:] if r.outcome.counts_against_uptime})
-    text = ", ".join(f"{n} {o}" for o, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    note = f"  (failing now: {', '.join(failing)})" if failing else ""
-    return f"  {elapsed_s:5.1f}s  {len(results):4d} probes: {text}{note}\n"
-
-
-async def demo(
-    duration_s: float, interval_s: float, out: TextIO, progress_every_s: float = 5.0
-) -> list[ProbeResult]:
-    """Start the simulator, probe its four providers for `duration_s`, print a comparison.
-
-    Each target is probed on its own schedule, every `interval_s` (a slow provider does not hold
-    back the others); the flaky provider's outage covers the middle third of the run.
-    """
-    farm = demo_farm(outage_start_s=duration_s / 3, outage_duration_s=duration_s / 3)
-    results: list[ProbeResult] = []
-    async with run_simulator(farm) as sim:
-        cfg = demo_config(
-            sim.openrouter_base_url,
-            {
-                p.name: (sim.direct_base_url(p.slug), p.input_usd_per_mtok, p.output_usd_per_mtok)
-                for p in farm.profiles
-            },
-        )
-        out.write(
-            f"provmon demo: simulator on {sim.base_url}: {len(farm.profiles)} providers of "
-            f"{DEMO_MODEL}, each probed directly and through the OpenRouter-like front "
-            f"({len(cfg.targets)} targets), every {interval_s:g}s for {duration_s:g}s\n"
-        )
-        out.flush()
-        workload = cfg.workloads["demo"]
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        end = start + duration_s
-
-        async with client_session() as session:
-            prober = make_prober(session, cfg)
-
-            async def probe_loop(target: Target, offset_s: float) -> None:
-                slot = start + offset_s
-                while slot < end:
-                    await asyncio.sleep(max(0.0, slot - loop.time()))
-                    results.append(await prober.probe(target, workload))
-                    while slot <= loop.time():
-                        slot += interval_s  # skip slots missed while a probe ran long
-
-            async def report_progress() -> None:
-                while True:
-                    await asyncio.sleep(progress_every_s)
-                    out.write(_progress(loop.time() - start, results))
-                    out.flush()
-
-            reporter = asyncio.create_task(report_progress())
-            try:
-                n = len(cfg.targets)
-                async with asyncio.TaskGroup() as tg:
-                    for i, target in enumerate(cfg.targets):
-                        tg.create_task(probe_loop(target, interval_s * i / n))
-            finally:
-                reporter.cancel()
-    out.write(f"\n{len(results)} probes of {DEMO_MODEL}, by provider and route:\n\n")
-    out.write(comparison_table(results) + "\n")
-    out.write(
-        "\nuptime% = ok / (ok + failures); rate-limited probes are excluded and shown apart.\n"
-        "ttft in ms, decode and e2e in tokens/s: p50/p90 over ok probes. cost_usd: what the\n"
-        "probes cost, from usage.cost (OpenRouter) or tokens × price (direct).\n"
-    )
-    out.flush()
-    return results
 
 
 def run(main: Coroutine[Any, Any, int], *, stop_exit_code: int = 130) -> int:
@@ -376,6 +269,69 @@ def log_status(monitor: Monitor, writer: ProbeWriter, scheduler: Scheduler) -> N
     )
 
 
+def make_alerting(cfg: Config, engine: Engine, session: aiohttp.ClientSession) -> Alerting:
+    """The evaluator, outbox sender and channels, and the connectivity check when configured."""
+    try:
+        notifiers = build_channels(cfg.channels, session)
+    except ValueError as exc:
+        raise ConfigError(cfg.source, [f"alerts.channels: {exc}"]) from None
+    alerting = Alerting(cfg, AlertStore(engine), notifiers)
+    if cfg.alerts.connectivity_url:
+        alerting.watch(
+            ConnectivityCheck(
+                session, cfg.alerts.connectivity_url, on_change=alerting.connectivity_changed
+            )
+        )
+    return alerting
+
+
+async def incidents(
+    cfg: Config,
+    out: TextIO,
+    *,
+    open_only: bool = False,
+    since: datetime | None = None,
+    as_json: bool = False,
+) -> int:
+    """`provmon incidents`: incidents overlapping [since, now], oldest first."""
+    engine = make_engine(cfg.database_url.reveal())
+    try:
+        await require_migrated(engine)
+        found = await AlertStore(engine).incidents(since=since, open_only=open_only)
+    finally:
+        await engine.dispose()
+    if as_json:
+        for incident in found:
+            out.write(json.dumps(incident.to_json()) + "\n")
+        return 0
+    if not found:
+        out.write("no incidents\n")
+        return 0
+    out.write(render(INCIDENT_HEADERS, incident_rows(found, utc_now()), text_columns=8) + "\n")
+    return 0
+
+
+async def alerts_test(cfg: Config, out: TextIO) -> int:
+    """`provmon alerts test`: a test notification to every channel; 0 when all took it."""
+    failed = 0
+    async with client_session() as session:
+        try:
+            notifiers = build_channels(cfg.channels, session)
+        except ValueError as exc:
+            raise ConfigError(cfg.source, [f"alerts.channels: {exc}"]) from None
+        for name, notifier in notifiers.items():
+            try:
+                await notifier.send(trial_payload(name, utc_now(), cfg.vantage))
+            except ChannelError as exc:
+                failed += 1
+                out.write(f"{name}: FAILED: {exc}\n")
+            else:
+                out.write(f"{name}: sent\n")
+    if not notifiers:
+        out.write("no channels configured\n")
+    return 1 if failed else 0
+
+
 async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
     """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush."""
     engine = make_engine(cfg.database_url.reveal())
@@ -387,14 +343,35 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
         except Exception as exc:
             raise DatabaseError(f"cannot reach the database: {short_message(str(exc))}") from None
         store = Store(engine)
-        writer = ProbeWriter(store, SpillFile(Path(cfg.database.spill_path)))
+        alerting_box: list[Alerting] = []
+
+        async def on_stored(results: Sequence[ProbeResult]) -> None:
+            for alerting in alerting_box:
+                await alerting.stored(results)
+
+        writer = ProbeWriter(store, SpillFile(Path(cfg.database.spill_path)), on_stored=on_stored)
         writer.start()
         scheduler = Scheduler()
         try:
             async with client_session() as session:
-                monitor = Monitor(cfg, make_prober(session, cfg), writer, store)
+                alerting = make_alerting(cfg, engine, session)
+                alerting_box.append(alerting)
+
+                async def weekly_report(period: Period) -> None:
+                    await make_reports(engine, cfg, period, utc_now())
+
+                monitor = Monitor(
+                    cfg,
+                    make_prober(session, cfg),
+                    writer,
+                    store,
+                    weekly_report=weekly_report,
+                    reachable=alerting.connectivity.reachable if alerting.connectivity else None,
+                )
                 await monitor.load_budget()
                 monitor.schedule(scheduler)
+                alerting.schedule(scheduler)
+                alerting.start()
                 scheduler.start()
                 log.info(
                     "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
@@ -411,6 +388,7 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                 scheduler.shutdown()
                 await monitor.drain(cfg.schedule.drain_s)
                 await writer.close()
+                await alerting.stop()
                 log_status(monitor, writer, scheduler)
         finally:
             scheduler.shutdown()

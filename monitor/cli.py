@@ -9,10 +9,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from monitor import __version__, app
+from monitor import __version__, app, demo
 from monitor.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_config
 from monitor.logs import setup_logging
 from monitor.probe import utc_now
@@ -159,6 +160,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_AGO = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> datetime:
+    """`--since`: an ISO date or timestamp (UTC when naive), or an age such as 90m, 24h, 7d."""
+    text = text.strip()
+    if text[:-1].isdigit() and text[-1:] in _AGO:
+        return utc_now() - timedelta(seconds=int(text[:-1]) * _AGO[text[-1]])
+    try:
+        return parse_when(text)
+    except ValueError:
+        raise UsageError(f"--since {text!r}: give a date, a timestamp or an age like 7d") from None
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    since = _since(args.since) if args.since else None
+
+    async def main() -> int:
+        return await app.incidents(
+            cfg, sys.stdout, open_only=args.open, since=since, as_json=args.json
+        )
+
+    return app.run(main())
+
+
+def cmd_alerts_test(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+
+    async def main() -> int:
+        return await app.alerts_test(cfg, sys.stdout)
+
+    return app.run(main())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if not cfg.targets:
@@ -256,9 +292,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    workdir = Path(args.dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
     async def main() -> int:
-        await app.demo(args.duration, args.interval, sys.stdout)
-        return EXIT_OK
+        written = await demo.demo(args.duration, args.interval, sys.stdout, workdir=workdir)
+        return EXIT_OK if written else EXIT_FAIL
 
     return app.run(main())
 
@@ -312,9 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
             "and through the OpenRouter-like front, and prints a comparison."
         ),
     )
-    p.add_argument("--duration", type=_positive_float, default=40.0, help="seconds (default 40)")
     p.add_argument(
-        "--interval", type=_positive_float, default=2.0, help="seconds between rounds (default 2)"
+        "--duration", type=_positive_float, default=90.0, help="seconds of probing (default 90)"
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=3.0,
+        help="seconds between probes of each target (default 3)",
+    )
+    p.add_argument(
+        "--dir", default=".", help="where provmon-demo.db and reports/ go (default: here)"
     )
     p.set_defaults(func=cmd_demo)
 
@@ -360,6 +407,34 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "incidents",
+        help="incidents, open and resolved, with duration, vantages and error kinds",
+        description="Lists incidents from the database, oldest first: a provider DOWN or "
+        "DEGRADED (across vantages), a target that answers only client errors (config), a "
+        "vantage alone failing to reach a provider (vantage), the monitor's own connectivity "
+        "(monitor). Open ones show their duration so far with a '+'.",
+    )
+    with_config(p)
+    p.add_argument("--open", action="store_true", help="only incidents still open")
+    p.add_argument(
+        "--since", help="those open at or after: 2026-11-20, 2026-11-20T08:00Z, or 24h, 7d"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per incident")
+    p.set_defaults(func=cmd_incidents)
+
+    p = sub.add_parser("alerts", help="alert commands: test")
+    alerts_sub = p.add_subparsers(dest="alerts_command", metavar="ALERTS_COMMAND", required=True)
+    p = alerts_sub.add_parser(
+        "test",
+        help="send a test notification to every configured channel and report each result",
+        description="Sends one test alert (alertname ProvmonTest) to each channel under "
+        "[[alerts.channels]]; prints 'sent' or why it failed per channel. Exit 0 when every "
+        "channel took it, 1 otherwise. Needs no database.",
+    )
+    with_config(p)
+    p.set_defaults(func=cmd_alerts_test)
 
     p = sub.add_parser("db", help="database commands: upgrade")
     db_sub = p.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)

@@ -7,6 +7,7 @@ scheduler, hands them over, and closes them. Tests drive it in burst mode with `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from monitor.budget import DailyBudget, utc_midnight
 from monitor.config import Config, Target, Workload
 from monitor.probe import Prober, utc_now
+from monitor.reporting.periods import Period, week_period
 from monitor.results import Outcome, ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.storage.database import advisory_lock
@@ -24,6 +26,20 @@ from monitor.writer import ProbeWriter
 log = logging.getLogger(__name__)
 
 PRUNE_JOB = "prune"
+WEEKLY_JOB = "weekly-report"
+WeeklyReport = Callable[[Period], Awaitable[None]]
+
+
+CONNECTIVITY_KIND = "monitor.connectivity"
+
+
+def monitor_fault(result: ProbeResult, kind: str) -> ProbeResult:
+    """The probe failed because of the monitor itself: `monitor_error`, the provider's error
+    kind kept at the front of the message."""
+    message = f"{result.error_kind or result.outcome.value}: {result.error_message or ''}"
+    return dataclasses.replace(
+        result, outcome=Outcome.MONITOR_ERROR, error_kind=kind, error_message=message.strip()
+    )
 
 
 def stagger_s(key: str, interval_s: float) -> float:
@@ -41,13 +57,17 @@ class Monitor:
         *,
         budget: DailyBudget | None = None,
         now: Callable[[], datetime] = utc_now,
+        weekly_report: WeeklyReport | None = None,
+        reachable: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.cfg = cfg
         self._prober = prober
         self._writer = writer
         self._store = store
         self._now = now
+        self._reachable = reachable  # the connectivity check: is a failure our own fault?
         self.budget = budget or DailyBudget(cfg.schedule.budget_usd_per_day)
+        self._weekly_report = weekly_report
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._in_flight: set[asyncio.Task[object]] = set()
         self._accepting = True
@@ -113,8 +133,19 @@ class Monitor:
                 if target.paid and not self.budget.allows(self._now()):
                     result = self._budget_exhausted(target, workload)
                 else:
-                    result = await self._prober.probe(target, workload)
+                    try:
+                        result = await self._prober.probe(target, workload)
+                    except asyncio.CancelledError:
+                        if self._accepting:
+                            raise
+                        return None  # cut short by drain(): nothing to record
                     self.budget.spend(result.cost_usd, self._now())
+                    if (
+                        result.outcome.counts_against_uptime
+                        and self._reachable is not None
+                        and not await self._reachable()
+                    ):
+                        result = monitor_fault(result, CONNECTIVITY_KIND)
                 self._writer.submit(result)
                 if result.outcome is not Outcome.OK:
                     log.info(
@@ -172,6 +203,21 @@ class Monitor:
 
         await self.singleton(PRUNE_JOB, now.strftime("%Y-%m-%d"), job)
 
+    async def weekly(self) -> None:
+        """Write and freeze the report of the last finished ISO week, once across monitors."""
+        if self._weekly_report is None:
+            return
+        last_week = week_period(self._now()).previous()
+        report = self._weekly_report
+
+        async def job() -> None:
+            await report(last_week)
+
+        try:
+            await self.singleton(WEEKLY_JOB, last_week.label, job)
+        except Exception:  # a report bug must not stop the monitor
+            log.exception("weekly report for %s failed", last_week.label)
+
     def schedule(self, scheduler: Scheduler) -> None:
         jitter = self.cfg.schedule.jitter_s
         for target, workload in self.jobs:
@@ -189,6 +235,16 @@ class Monitor:
             )
         scheduler.cron(PRUNE_JOB, self.prune, hour=3, minute=17)
         scheduler.every("prune-at-start", self.prune, interval_s=24 * 3600, first_in_s=30)
+        r = self.cfg.reports
+        scheduler.cron(
+            WEEKLY_JOB,
+            self.weekly,
+            day_of_week=r.weekly_day,
+            hour=r.weekly_hour,
+            minute=r.weekly_minute,
+        )
+        # A monitor that was down at report time catches up (at most once per week).
+        scheduler.every("weekly-catch-up", self.weekly, interval_s=6 * 3600, first_in_s=60)
 
     async def drain(self, timeout_s: float) -> int:
         """Stop taking work; wait up to `timeout_s` for probes in flight, then cancel them.

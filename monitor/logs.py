@@ -42,5 +42,7 @@ def setup_logging(level: int = logging.INFO, fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party chatter stays at WARNING unless asked for.
-    for name in ("apscheduler", "aiohttp.access", "sqlalchemy.engine", "alembic"):
+    for name in ("aiohttp.access", "sqlalchemy.engine", "alembic"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    # APScheduler warns on every skipped overlapping run; provmon counts those in its status.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.ERROR))

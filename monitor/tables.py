@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from monitor.reporting.model import ModelReport
 from monitor.results import Outcome, ProbeResult
 from monitor.stats import summarize, uptime_pct
 
@@ -129,3 +130,41 @@ def comparison_rows(results: Iterable[ProbeResult]) -> list[list[str]]:
 
 def comparison_table(results: Iterable[ProbeResult]) -> str:
     return render(COMPARISON_HEADERS, comparison_rows(results))
+
+
+def report_table(report: ModelReport) -> str:
+    """A report's providers table for the terminal."""
+    headers = (
+        "provider",
+        "route",
+        "probes",
+        "uptime%",
+        "rate_ltd%",
+        "ttft_p50",
+        "ttft_p90",
+        "decode_p50",
+        "e2e_p50",
+        "cost_usd",
+        "errors",
+    )
+    rows = []
+    for r in report.rows:
+        kinds = ", ".join(
+            f"{k}×{n}" for k, n in r.error_kinds.items() if not k.startswith("http.429")
+        )
+        rows.append(
+            [
+                r.provider,
+                r.route,
+                str(r.probes),
+                _fmt(r.uptime_pct, ".1f"),
+                _fmt(r.rate_limited_pct, ".0f"),
+                _fmt(r.ttft_ms.p50 if r.ttft_ms else None),
+                _fmt(r.ttft_ms.p90 if r.ttft_ms else None),
+                _fmt(r.decode_tps.p50 if r.decode_tps else None, ".1f"),
+                _fmt(r.e2e_tps.p50 if r.e2e_tps else None, ".1f"),
+                f"{r.cost_usd:.6f}",
+                kinds,
+            ]
+        )
+    return render(headers, rows, text_columns=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.aggregate import (
     Accounting,
@@ -177,13 +177,12 @@ def build_model_report(
     incidents: Sequence[Incident] = (),
     info: Mapping[tuple[str, str, str], TargetInfo] | None = None,
     workloads: Mapping[str, str] | None = None,
-    fine: Mapping[RollupKey, Rollup] | None = None,
-    fine_bin_s: int = 3600,
+    bin_s: int = 3600,
 ) -> ModelReport:
     """The report of `model` over `period`, compared with the period before it.
 
-    Tables come from the hourly `rollups`. Time series use `fine` (bins of `fine_bin_s`
-    seconds folded from raw probes) when given, so a short period gets more than a few points.
+    `rollups` are the stored hourly ones, or for a short period bins of `bin_s` seconds folded
+    from raw probes (so its time series have more than a few points).
     """
     rows_data = group_rows(
         rollups,
@@ -192,6 +191,7 @@ def build_model_report(
         model=model,
         windows=windows,
         exclude_maintenance=acct.exclude_maintenance,
+        bin_s=bin_s,
     )
     prev_period = period.previous()
     prev_data = group_rows(
@@ -201,6 +201,7 @@ def build_model_report(
         model=model,
         windows=windows,
         exclude_maintenance=acct.exclude_maintenance,
+        bin_s=bin_s,
     )
     info = info or {}
     rows = [
@@ -209,17 +210,6 @@ def build_model_report(
         if data.total.n
     ]
     rows.sort(key=lambda r: (r.workload, r.ttft_ms.p50 if r.ttft_ms else float("inf")))
-    series_data = rows_data
-    if fine is not None:
-        series_data = group_rows(
-            fine,
-            period.start,
-            period.end,
-            model=model,
-            windows=windows,
-            exclude_maintenance=acct.exclude_maintenance,
-            bin_s=fine_bin_s,
-        )
     multi_workload = len({k[3] for k in rows_data}) > 1
 
     def label_of(key: RowKey) -> str:
@@ -235,7 +225,7 @@ def build_model_report(
         series.uptime_daily[label] = _uptime_points(days, acct)
         series.ttft_cdf[label] = cdf(data.total.histograms.get("ttft_ms"))
         series.decode_cdf[label] = cdf(data.total.histograms.get("decode_tps"))
-    for key, data in series_data.items():
+    for key, data in rows_data.items():
         label = label_of(key)
         series.ttft_p50_ms[label] = [
             Point(h, v)
@@ -272,7 +262,7 @@ def build_model_report(
         workloads=dict(workloads or {}),
         accounting=acct.describe(),
         previous_period=prev_period.label if prev_data else None,
-        bin_s=fine_bin_s if fine is not None else 3600,
+        bin_s=bin_s,
     )
 
 
@@ -280,5 +270,6 @@ def _p50(h: LogHistogram | None) -> float | None:
     return h.quantile(50) if h is not None and h.n else None
 
 
-def models_in(rollups: Mapping[RollupKey, Rollup], period: Period) -> list[str]:
-    return sorted({k[0][0] for k in rollups if period.start <= k[3] < period.end})
+def models_in(rollups: Mapping[RollupKey, Rollup], period: Period, bin_s: int = 3600) -> list[str]:
+    span = timedelta(seconds=bin_s)
+    return sorted({k[0][0] for k in rollups if k[3] + span > period.start and k[3] < period.end})

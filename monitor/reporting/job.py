@@ -102,8 +102,14 @@ async def build_reports(
     A finished ISO week is frozen on first build; later builds return the frozen numbers.
     """
     prev = period.previous()
-    rollups = await rollups_between(engine, prev.start, period.end)
-    wanted = list(models) if models else models_in(rollups, period)
+    bin_s = fine_bin_s(period)
+    if bin_s is None:
+        bin_s = 3600
+        rollups = await rollups_between(engine, prev.start, period.end)
+    else:
+        # A short period: bins folded from raw probes, for exact bounds and fine series.
+        rollups = fold(await probes_between(engine, prev.start, period.end), bin_s)
+    wanted = list(models) if models else models_in(rollups, period, bin_s)
     if not models and period.is_week and period.finished(now):
         wanted = sorted(set(wanted) | set(await frozen_models(engine, period.label)))
     windows = expand(cfg.maintenance, prev.start, period.end, cron_fire_times)
@@ -113,10 +119,6 @@ async def build_reports(
         name: f"about {w.input_tokens} tokens in, at most {w.max_tokens} out"
         for name, w in cfg.workloads.items()
     }
-    bin_s = fine_bin_s(period)
-    fine = None
-    if bin_s is not None:
-        fine = fold(await probes_between(engine, period.start, period.end), bin_s)
     reports = []
     for model in wanted:
         freezable = period.is_week and period.finished(now)
@@ -135,8 +137,7 @@ async def build_reports(
             incidents=await _incidents(engine, period, model),
             info=info,
             workloads={k: v for k, v in workloads.items() if any(r[2] == k for r in rollups)},
-            fine=fine,
-            fine_bin_s=bin_s or 3600,
+            bin_s=bin_s,
         )
         if freezable and report.rows:
             report.frozen = True
