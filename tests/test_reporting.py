@@ -259,3 +259,74 @@ def test_status_windows() -> None:
     assert s.windows["1d"].uptime_pct == pytest.approx(100 * 21 / 24)
     assert s.state == "unknown"
     assert s.last_outcome == "ok"
+
+
+async def test_weekly_job_writes_last_week_once(migrated: AsyncEngine, tmp_path: Path) -> None:
+    from monitor.daemon import Monitor
+
+    await store_all(migrated, week_probes())
+    cfg = cfg_for(tmp_path)
+    calls: list[str] = []
+
+    async def weekly_report(period: Any) -> None:
+        calls.append(period.label)
+        await make_reports(migrated, cfg, period, AFTER_W47)
+
+    def monitor() -> Monitor:
+        return Monitor(
+            cfg,
+            None,  # type: ignore[arg-type]  # no probing in this test
+            None,  # type: ignore[arg-type]
+            Store(migrated),
+            now=lambda: AFTER_W47,
+            weekly_report=weekly_report,
+        )
+
+    await monitor().weekly()
+    await monitor().weekly()  # another monitor, or the catch-up job: already done
+    assert calls == ["2026-W47"]
+    html = tmp_path / "reports" / "2026-W47" / "acme__model-1" / "report.html"
+    assert html.exists()
+    assert "Alpha" in html.read_text()
+
+
+def test_report_and_status_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from monitor.cli import main
+    from monitor.storage.database import make_engine, upgrade
+
+    db = tmp_path / "r.db"
+    cfg_path = tmp_path / "provmon.toml"
+    cfg_path.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
+        f'[reports]\nout_dir = "{tmp_path / "out"}"\n'
+        '[[targets]]\nroute = "direct"\nmodel = "acme/model-1"\nprovider = "Alpha"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n'
+    )
+
+    async def seed() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{db}")
+        await upgrade(engine)
+        await store_all(engine, week_probes())
+        await engine.dispose()
+
+    asyncio.run(seed())
+    assert main(["report", "-c", str(cfg_path), "--week", "2026-W47", "--format", "csv,md"]) == 0
+    out = capsys.readouterr().out
+    assert "acme/model-1 2026-W47 (frozen)" in out
+    assert (tmp_path / "out" / "2026-W47" / "acme__model-1" / "providers.csv").exists()
+    assert not (tmp_path / "out" / "2026-W47" / "acme__model-1" / "report.html").exists()
+    assert main(["report", "-c", str(cfg_path), "--week", "2026-W99"]) == 2
+    assert "no ISO week 99" in capsys.readouterr().err
+    assert main(["report", "-c", str(cfg_path), "--week", "2026-W40"]) == 1
+    assert "no probes in 2026-W40" in capsys.readouterr().out
+    assert main(["report", "-c", str(cfg_path), "--format", "pdf"]) == 2
+    assert main(["status", "-c", str(cfg_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["targets"][0]["provider"] == "Alpha"
+    assert set(data["targets"][0]["windows"]) == {"5m", "30m", "1d"}
+    assert main(["status", "-c", str(cfg_path)]) == 0
+    assert "Alpha" in capsys.readouterr().out
