@@ -113,7 +113,7 @@ def uptime_strip(series: Mapping[str, Sequence[Point]], title: str, bin_label: s
     for row, label in enumerate(labels):
         for p in series[label]:
             grid[row][index[p.at]] = p.value / 100.0
-    fig = _figure(8.0, 0.9 + 0.38 * len(labels))
+    fig = _figure(8.0, 0.8 + 0.24 * len(labels))
     ax = fig.add_subplot()
     cmap = UPTIME_CMAP.with_extremes(bad="#e5e7eb")
     ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -143,7 +143,11 @@ def report_charts(report: ModelReport) -> dict[str, bytes]:
         "decode_distribution": cdf_chart(
             s.decode_cdf, "Decode speed, distribution", "tokens/s", log_x=False
         ),
-        "uptime_by_day": uptime_strip(s.uptime_daily, "Uptime per day", "day"),
+        "uptime_by_day": (
+            uptime_strip(s.uptime_daily, "Uptime per day", "day")
+            if (report.end - report.start).days >= 2
+            else None
+        ),
         "uptime_by_bin": uptime_strip(s.uptime_hourly, f"Uptime per {bin_label}", bin_label),
     }
     return {name: png for name, png in charts.items() if png is not None}

@@ -32,7 +32,7 @@ from monitor.storage.reports import (
 
 log = logging.getLogger(__name__)
 
-FINE_BINS_S = (10, 30, 60, 120, 300, 600, 900, 1800)
+FINE_BINS_S = (5, 10, 30, 60, 120, 300, 600, 900, 1800)
 FINE_MAX_PERIOD_S = 2 * 86400
 TARGET_POINTS = 60
 

@@ -232,10 +232,7 @@ def render_html(report: ModelReport, charts: Mapping[str, bytes]) -> str:
 def _figure_html(name: str, png: bytes) -> str:
     data = base64.b64encode(png).decode()
     title = html.escape(CHART_TITLES.get(name, name))
-    return (
-        f'<figure><img alt="{title}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{title}</figcaption></figure>"
-    )
+    return f'<figure><img alt="{title}" src="data:image/png;base64,{data}"></figure>'
 
 
 def _changes_html(report: ModelReport) -> str:
