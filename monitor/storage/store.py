@@ -41,8 +41,6 @@ PROBE_COLUMNS = (
     "finish_reason",
     "served_by",
 )
-# Rows per INSERT statement: SQLite allows 32766 bound parameters, ~24 per probe row.
-INSERT_CHUNK = 1000
 
 
 class StoreUnavailable(Exception):
@@ -109,13 +107,16 @@ class Store:
             async with self.engine.begin() as conn:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
                 by_id = {pid: r for pid, r in records}
-                inserted: list[str] = []
                 rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
-                ins = _insert(self._dialect)(ProbeRow).on_conflict_do_nothing(index_elements=["id"])
-                for start in range(0, len(rows), INSERT_CHUNK):
-                    chunk = rows[start : start + INSERT_CHUNK]
-                    result = await conn.execute(ins.values(chunk).returning(ProbeRow.id))
-                    inserted += [row[0] for row in result]
+                table = ProbeRow.__table__
+                ins = (
+                    _insert(self._dialect)(table)
+                    .on_conflict_do_nothing(index_elements=["id"])
+                    .returning(table.c.id)
+                )
+                # executemany: SQLAlchemy sends multi-row VALUES batches from one compiled form.
+                result = await conn.execute(ins, rows)
+                inserted = [row[0] for row in result]
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
                 return len(inserted)
         except (SQLAlchemyError, OSError) as exc:
