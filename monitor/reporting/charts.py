@@ -1,9 +1,14 @@
 """Report charts as PNG bytes. The only module that imports matplotlib; it uses `Figure`
-objects on the Agg canvas, never pyplot's global state (safe in a long-running daemon)."""
+objects on the Agg canvas, never pyplot's global state (safe in a long-running daemon).
+
+Three figures per model: performance over time, distributions, uptime. Drawing costs about
+0.1 s a figure, so `make_reports` runs this in a worker process, off the daemon's event loop.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -16,13 +21,14 @@ from matplotlib.figure import Figure
 from monitor.reporting.model import ModelReport, Point
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
+STYLES = ("-", "--", ":", "-.")
 UPTIME_CMAP = LinearSegmentedColormap.from_list(
     "uptime", [(0.0, "#b91c1c"), (0.9, "#f59e0b"), (0.99, "#a3e635"), (1.0, "#16a34a")]
-)
+).with_extremes(bad="#e5e7eb")
 
 
-def _figure(width: float = 8.0, height: float = 3.4) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
@@ -33,6 +39,10 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _style(i: int) -> dict[str, object]:
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": STYLES[(i // len(PALETTE)) % 4]}
+
+
 def _time_axis(ax: Axes) -> None:
     locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis_date()
@@ -40,114 +50,137 @@ def _time_axis(ax: Axes) -> None:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
 
 
-def line_chart(
-    series: Mapping[str, Sequence[Point]], title: str, ylabel: str, *, log_y: bool = False
-) -> bytes | None:
-    """One line per provider over time; None when there is nothing to draw."""
-    if not any(series.values()):
-        return None
-    fig = _figure()
-    ax = fig.add_subplot()
-    for i, (label, points) in enumerate(sorted(series.items())):
-        if not points:
-            continue
-        ax.plot(
-            [date2num(p.at) for p in points],  # type: ignore[no-untyped-call]
-            [p.value for p in points],
-            label=label,
-            color=PALETTE[i % len(PALETTE)],
-            marker="o" if len(points) < 30 else None,
-            markersize=3,
-            linewidth=1.4,
-        )
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.set_ylabel(ylabel)
+def _lines(ax: Axes, series: Mapping[str, Sequence[Point]], labels: list[str]) -> None:
+    for i, label in enumerate(labels):
+        points = series.get(label, [])
+        if points:
+            ax.plot(
+                [date2num(p.at) for p in points],  # type: ignore[no-untyped-call]
+                [p.value for p in points],
+                label=label,
+                marker="o" if len(points) < 30 else None,
+                markersize=3,
+                linewidth=1.3,
+                **_style(i),  # type: ignore[arg-type]
+            )
     ax.grid(True, alpha=0.3)
     _time_axis(ax)
-    ax.legend(fontsize=8, loc="best", frameon=False)
-    return _png(fig)
 
 
-def cdf_chart(
-    cdfs: Mapping[str, Sequence[tuple[float, float]]], title: str, xlabel: str, *, log_x: bool
-) -> bytes | None:
-    """Cumulative distributions: how many probes were at or below each value."""
-    if not any(cdfs.values()):
-        return None
-    fig = _figure()
-    ax = fig.add_subplot()
-    for i, (label, points) in enumerate(sorted(cdfs.items())):
-        if not points:
-            continue
-        ax.step(
-            [v for v, _ in points],
-            [100 * c for _, c in points],
-            where="post",
-            label=label,
-            color=PALETTE[i % len(PALETTE)],
-            linewidth=1.4,
-        )
-    if log_x:
-        ax.set_xscale("log")
+def _steps(ax: Axes, cdfs: Mapping[str, Sequence[tuple[float, float]]], labels: list[str]) -> None:
+    for i, label in enumerate(labels):
+        points = cdfs.get(label, [])
+        if points:
+            ax.step(
+                [v for v, _ in points],
+                [100 * c for _, c in points],
+                where="post",
+                label=label,
+                linewidth=1.3,
+                **_style(i),  # type: ignore[arg-type]
+            )
     for y in (50, 90, 99):
         ax.axhline(y, color="#9ca3af", linewidth=0.6, linestyle=":")
     ax.set_ylim(0, 100)
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.set_xlabel(xlabel)
     ax.set_ylabel("% of ok probes ≤ x")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", frameon=False)
+
+
+def _pair(left_title: str, right_title: str, labels: list[str]) -> tuple[Figure, Axes, Axes]:
+    legend_rows = math.ceil(len(labels) / 3)
+    fig = _figure(11.0, 3.6 + 0.2 * legend_rows)
+    bottom = 0.16 + 0.055 * legend_rows
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=bottom + 0.06, wspace=0.22)
+    left, right = fig.subplots(1, 2)
+    left.set_title(left_title, loc="left", fontsize=10)
+    right.set_title(right_title, loc="left", fontsize=10)
+    return fig, left, right
+
+
+def _legend(fig: Figure, ax: Axes, count: int) -> None:
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, names, loc="lower center", ncols=min(3, count), fontsize=8, frameon=False
+        )
+
+
+def performance_chart(report: ModelReport) -> bytes | None:
+    s = report.series
+    labels = sorted(set(s.ttft_p50_ms) | set(s.decode_p50_tps))
+    if not any(s.ttft_p50_ms.values()) and not any(s.decode_p50_tps.values()):
+        return None
+    bin_label = "hour" if report.bin_s == 3600 else f"{report.bin_s} s"
+    fig, left, right = _pair(
+        f"Time to first token, p50 per {bin_label} (ms)",
+        f"Decode speed, p50 per {bin_label} (tokens/s)",
+        labels,
+    )
+    _lines(left, s.ttft_p50_ms, labels)
+    _lines(right, s.decode_p50_tps, labels)
+    _legend(fig, left, len(labels))
     return _png(fig)
 
 
-def uptime_strip(series: Mapping[str, Sequence[Point]], title: str, bin_label: str) -> bytes | None:
-    """One row per provider, one cell per bin, coloured by uptime (grey: no data)."""
-    labels = sorted(k for k, v in series.items() if v)
+def distribution_chart(report: ModelReport) -> bytes | None:
+    s = report.series
+    labels = sorted(set(s.ttft_cdf) | set(s.decode_cdf))
+    if not any(s.ttft_cdf.values()) and not any(s.decode_cdf.values()):
+        return None
+    fig, left, right = _pair(
+        "Time to first token (ms, log scale)", "Decode speed (tokens/s)", labels
+    )
+    _steps(left, s.ttft_cdf, labels)
+    left.set_xscale("log")
+    _steps(right, s.decode_cdf, labels)
+    _legend(fig, left, len(labels))
+    return _png(fig)
+
+
+def _strip(
+    ax: Axes, series: Mapping[str, Sequence[Point]], labels: list[str], fmt: str, title: str
+) -> None:
+    times: list[datetime] = sorted({p.at for k in labels for p in series.get(k, [])})
+    index = {t: i for i, t in enumerate(times)}
+    grid = [[math.nan] * max(1, len(times)) for _ in labels]
+    for row, label in enumerate(labels):
+        for p in series.get(label, []):
+            grid[row][index[p.at]] = p.value / 100.0
+    ax.imshow(grid, aspect="auto", cmap=UPTIME_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    step = max(1, len(times) // 10)
+    ticks = list(range(0, len(times), step))
+    ax.set_xticks(ticks, [times[i].strftime(fmt) for i in ticks], fontsize=8)
+    ax.set_title(title, loc="left", fontsize=10)
+
+
+def uptime_chart(report: ModelReport) -> bytes | None:
+    """Rows per provider, cells per day (periods of two days or more) and per bin."""
+    s = report.series
+    labels = sorted(k for k, v in s.uptime_hourly.items() if v)
     if not labels:
         return None
-    times: list[datetime] = sorted({p.at for k in labels for p in series[k]})
-    index = {t: i for i, t in enumerate(times)}
-    grid = [[float("nan")] * len(times) for _ in labels]
-    for row, label in enumerate(labels):
-        for p in series[label]:
-            grid[row][index[p.at]] = p.value / 100.0
-    fig = _figure(8.0, 0.8 + 0.24 * len(labels))
-    ax = fig.add_subplot()
-    cmap = UPTIME_CMAP.with_extremes(bad="#e5e7eb")
-    ax.imshow(grid, aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    step = max(1, len(times) // 8)
-    ticks = list(range(0, len(times), step))
-    fmt = "%m-%d" if bin_label == "day" else ("%m-%d %H:%M" if len(times) > 24 else "%H:%M:%S")
-    ax.set_xticks(ticks, [times[i].strftime(fmt) for i in ticks], fontsize=8)
-    ax.set_title(title, loc="left", fontsize=11)
+    with_days = (report.end - report.start).days >= 2 and any(s.uptime_daily.values())
+    strips = 2 if with_days else 1
+    height = 0.5 + strips * (0.55 + 0.22 * len(labels))
+    fig = _figure(11.0, height)
+    fig.subplots_adjust(
+        left=0.2, right=0.98, top=1 - 0.35 / height, bottom=0.3 / height, hspace=0.6
+    )
+    axes = fig.subplots(strips, 1, squeeze=False)[:, 0]
+    bin_label = "hour" if report.bin_s == 3600 else f"{report.bin_s} s"
+    if with_days:
+        _strip(axes[0], s.uptime_daily, labels, "%a %m-%d", "Uptime per day (grey: no data)")
+    fmt = "%m-%d %H:%M" if report.bin_s >= 3600 else "%H:%M:%S"
+    _strip(axes[-1], s.uptime_hourly, labels, fmt, f"Uptime per {bin_label} (grey: no data)")
     return _png(fig)
 
 
 def report_charts(report: ModelReport) -> dict[str, bytes]:
     """Every chart of a model report, by file stem; charts with no data are left out."""
-    s = report.series
-    bin_label = "hour" if report.bin_s == 3600 else f"{report.bin_s}s bin"
     charts = {
-        "ttft_over_time": line_chart(
-            s.ttft_p50_ms, f"Time to first token, p50 per {bin_label}", "ms"
-        ),
-        "decode_over_time": line_chart(
-            s.decode_p50_tps, f"Decode speed, p50 per {bin_label}", "tokens/s"
-        ),
-        "ttft_distribution": cdf_chart(
-            s.ttft_cdf, "Time to first token, distribution", "ms", log_x=True
-        ),
-        "decode_distribution": cdf_chart(
-            s.decode_cdf, "Decode speed, distribution", "tokens/s", log_x=False
-        ),
-        "uptime_by_day": (
-            uptime_strip(s.uptime_daily, "Uptime per day", "day")
-            if (report.end - report.start).days >= 2
-            else None
-        ),
-        "uptime_by_bin": uptime_strip(s.uptime_hourly, f"Uptime per {bin_label}", bin_label),
+        "performance": performance_chart(report),
+        "distributions": distribution_chart(report),
+        "uptime": uptime_chart(report),
     }
     return {name: png for name, png in charts.items() if png is not None}

@@ -5,8 +5,13 @@ The I/O seam of reporting; the numbers come from the pure `build` and `aggregate
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from pathlib import Path
 
@@ -146,6 +151,25 @@ async def build_reports(
     return reports
 
 
+async def draw_charts(reports: Sequence[ModelReport]) -> list[dict[str, bytes]]:
+    """Charts of every report, drawn in worker processes: matplotlib is CPU-bound and would
+    otherwise stall the daemon's event loop (and its probe timings) for seconds."""
+    if not reports:
+        return []
+    loop = asyncio.get_running_loop()
+    workers = max(1, min(len(reports), os.cpu_count() or 1, 4))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(
+                await asyncio.gather(
+                    *(loop.run_in_executor(pool, report_charts, r) for r in reports)
+                )
+            )
+    except (BrokenProcessPool, OSError) as exc:
+        log.warning("chart workers unavailable (%s); drawing in this process", exc)
+        return [report_charts(r) for r in reports]
+
+
 async def make_reports(
     engine: Engine,
     cfg: Config,
@@ -159,10 +183,14 @@ async def make_reports(
     """Build and write reports; returns each report with the files written for it."""
     out = out_dir or Path(cfg.reports.out_dir)
     fmts = list(formats or cfg.reports.formats)
+    reports = await build_reports(engine, cfg, period, now, models)
+    if {"html", "md"} & set(fmts):
+        all_charts = await draw_charts(reports)
+    else:
+        all_charts = [{} for _ in reports]
     written = []
-    for report in await build_reports(engine, cfg, period, now, models):
-        charts = report_charts(report) if {"html", "md"} & set(fmts) else {}
-        files = write_report(report, charts, out, fmts)
+    for report, charts in zip(reports, all_charts, strict=True):
+        files = await asyncio.to_thread(write_report, report, charts, out, fmts)
         log.info(
             "report %s %s: %s", report.period, report.model, ", ".join(map(str, files.values()))
         )

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
+from monitor.reporting.charts_meta import CHART_TITLES
 from monitor.reporting.model import Metric, ModelReport, ProviderRow
 
 CSV_COLUMNS = (
@@ -50,15 +51,6 @@ CSV_COLUMNS = (
     "output_price_per_mtok",
     "error_kinds",
 )
-
-CHART_TITLES = {
-    "ttft_over_time": "Time to first token over time",
-    "decode_over_time": "Decode speed over time",
-    "ttft_distribution": "Time to first token, distribution",
-    "decode_distribution": "Decode speed, distribution",
-    "uptime_by_day": "Uptime per day",
-    "uptime_by_bin": "Uptime per hour",
-}
 
 DEFINITIONS = (
     ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
@@ -150,10 +142,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 font-size:12.5px}th,td{padding:5px 7px;border-bottom:1px solid #e5e7eb;text-align:right;
 vertical-align:top}th{background:#f9fafb;font-weight:600}td.t,th.t{text-align:left}
 .good{color:#15803d}.bad{color:#b91c1c}.flag{font-weight:600}img{max-width:100%;height:auto}
-.charts{display:grid;grid-template-columns:1fr 1fr;gap:10px}.charts figure{margin:0}
-figcaption{font-size:12px;color:#6b7280}ul{margin:4px 0 4px 18px;padding:0}
-@media print{body{margin:0;max-width:none}.charts{grid-template-columns:1fr 1fr}
-h2{break-after:avoid}table,figure{break-inside:avoid}}
+figure{margin:6px 0}ul{margin:4px 0 4px 18px;padding:0}
+@media print{body{margin:0;max-width:none}h2{break-after:avoid}table,figure{break-inside:avoid}}
 """
 
 
@@ -192,14 +182,13 @@ def render_html(report: ModelReport, charts: Mapping[str, bytes]) -> str:
                 out.append(f"<td{cls}>{e(cell)}</td>")
             out.append("</tr>")
         out.append("</tbody></table>")
-    out.append("<h2>Performance</h2><div class=charts>")
-    for name in ("ttft_over_time", "decode_over_time", "ttft_distribution", "decode_distribution"):
+    out.append("<h2>Performance</h2>")
+    for name in ("performance", "distributions"):
         if name in charts:
             out.append(_figure_html(name, charts[name]))
-    out.append("</div><h2>Uptime</h2>")
-    for name in ("uptime_by_day", "uptime_by_bin"):
-        if name in charts:
-            out.append(_figure_html(name, charts[name]))
+    out.append("<h2>Uptime</h2>")
+    if "uptime" in charts:
+        out.append(_figure_html("uptime", charts["uptime"]))
     out.append("<h3>Incidents</h3>")
     if report.incidents:
         out.append(
@@ -308,12 +297,9 @@ def render_markdown(report: ModelReport, chart_files: Mapping[str, str]) -> str:
     else:
         out.append("No probes in this period.")
     out += ["", "## Performance", ""]
-    out += _md_charts(
-        chart_files,
-        ("ttft_over_time", "decode_over_time", "ttft_distribution", "decode_distribution"),
-    )
+    out += _md_charts(chart_files, ("performance", "distributions"))
     out += ["## Uptime", ""]
-    out += _md_charts(chart_files, ("uptime_by_day", "uptime_by_bin"))
+    out += _md_charts(chart_files, ("uptime",))
     out += ["### Incidents", ""]
     if report.incidents:
         out.append("| provider | route | kind | start (UTC) | end | duration | error kinds |")
