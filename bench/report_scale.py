@@ -87,6 +87,7 @@ async def generate(store: Store, targets: int, days: int, end: datetime) -> int:
     names = [(f"vendor/model-{t % MODELS}", f"Provider{t // MODELS:02d}") for t in range(targets)]
     batch: list[tuple[str, ProbeResult]] = []
     total = 0
+    next_note = 250_000
     t0 = time.perf_counter()
     minute = start
     while minute < end:
@@ -97,7 +98,8 @@ async def generate(store: Store, targets: int, days: int, end: datetime) -> int:
             total += await store.insert_probes(batch)
             batch = []
         minute += timedelta(minutes=1)
-        if total and total % 200_000 < BATCH:
+        if total >= next_note:
+            next_note += 250_000
             rate = total / (time.perf_counter() - t0)
             print(f"    {total:>9,} probes stored ({rate:,.0f}/s)", flush=True)
     if batch:

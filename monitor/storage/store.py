@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -41,6 +41,9 @@ PROBE_COLUMNS = (
     "finish_reason",
     "served_by",
 )
+
+
+ROLLUPS = cast(Table, RollupRow.__table__)
 
 
 class StoreUnavailable(Exception):
@@ -137,6 +140,7 @@ class Store:
             for row in (await conn.execute(query)).all()
         }
         new_rows = []
+        updates = []
         for key, delta in keyed.items():
             old = existing.get(key)
             if old is None:
@@ -154,9 +158,31 @@ class Store:
                 old.n, old.outcomes, old.error_kinds, old.histograms, old.cost_usd
             )
             merged.merge(delta)
-            await conn.execute(update(RollupRow).where(pk == key).values(**merged.to_columns()))
+            updates.append(
+                {"k_target": key[0], "k_vantage": key[1], "k_workload": key[2], "k_hour": key[3]}
+                | merged.to_columns()
+            )
+        if updates:
+            t = ROLLUPS.c
+            stmt = (
+                update(ROLLUPS)
+                .where(
+                    t.target_id == bindparam("k_target"),
+                    t.vantage == bindparam("k_vantage"),
+                    t.workload == bindparam("k_workload"),
+                    t.hour == bindparam("k_hour"),
+                )
+                .values(
+                    n=bindparam("n"),
+                    outcomes=bindparam("outcomes"),
+                    error_kinds=bindparam("error_kinds"),
+                    histograms=bindparam("histograms"),
+                    cost_usd=bindparam("cost_usd"),
+                )
+            )
+            await conn.execute(stmt, updates)  # one executemany for every row
         if new_rows:
-            await conn.execute(insert(RollupRow), new_rows)
+            await conn.execute(insert(ROLLUPS), new_rows)
 
     async def spend_since(self, vantage: str, since: datetime) -> float:
         """USD spent on probes from `vantage` since `since`."""
