@@ -18,12 +18,12 @@ from pathlib import Path
 from monitor.aggregate import Accounting
 from monitor.config import Config
 from monitor.maintenance import expand
-from monitor.reporting.build import TargetInfo, build_model_report, models_in
+from monitor.reporting.build import TargetInfo, build_model_report
 from monitor.reporting.charts import report_charts
 from monitor.reporting.model import Incident, ModelReport, report_from_json
 from monitor.reporting.output import write_report
 from monitor.reporting.periods import Period
-from monitor.rollup import fold
+from monitor.rollup import Rollup, RollupKey, fold
 from monitor.scheduler import cron_fire_times
 from monitor.storage.database import Engine
 from monitor.storage.reports import (
@@ -31,6 +31,7 @@ from monitor.storage.reports import (
     frozen_models,
     frozen_report,
     incidents_between,
+    models_between,
     probes_between,
     rollups_between,
 )
@@ -107,16 +108,23 @@ async def build_reports(
     A finished ISO week is frozen on first build; later builds return the frozen numbers.
     """
     prev = period.previous()
-    bin_s = fine_bin_s(period)
-    if bin_s is None:
-        bin_s = 3600
-        rollups = await rollups_between(engine, prev.start, period.end)
-    else:
+    bin_s = fine_bin_s(period) or 3600
+
+    async def load(model: str) -> dict[RollupKey, Rollup]:
+        # One model at a time: a week of hourly histograms for every model would not fit
+        # comfortably in memory at scale.
+        if bin_s == 3600:
+            return await rollups_between(engine, prev.start, period.end, model)
         # A short period: bins folded from raw probes, for exact bounds and fine series.
-        rollups = fold(await probes_between(engine, prev.start, period.end), bin_s)
-    wanted = list(models) if models else models_in(rollups, period, bin_s)
-    if not models and period.is_week and period.finished(now):
-        wanted = sorted(set(wanted) | set(await frozen_models(engine, period.label)))
+        return fold(await probes_between(engine, prev.start, period.end, model), bin_s)
+
+    if models:
+        wanted = list(models)
+    else:
+        table = "rollups" if bin_s == 3600 else "probes"
+        wanted = await models_between(engine, period.start, period.end, table)
+        if period.is_week and period.finished(now):
+            wanted = sorted(set(wanted) | set(await frozen_models(engine, period.label)))
     windows = expand(cfg.maintenance, prev.start, period.end, cron_fire_times)
     acct = accounting(cfg)
     info = _target_info(cfg)
@@ -132,6 +140,8 @@ async def build_reports(
             if frozen is not None:
                 reports.append(report_from_json(frozen))
                 continue
+        rollups = await load(model)
+        seen_workloads = {key[2] for key in rollups}
         report = build_model_report(
             model,
             period,
@@ -141,13 +151,15 @@ async def build_reports(
             windows=windows,
             incidents=await _incidents(engine, period, model),
             info=info,
-            workloads={k: v for k, v in workloads.items() if any(r[2] == k for r in rollups)},
+            workloads={k: v for k, v in workloads.items() if k in seen_workloads},
             bin_s=bin_s,
         )
+        del rollups
         if freezable and report.rows:
             report.frozen = True
             await freeze_report(engine, period.label, model, report.to_json(), now)
-        reports.append(report)
+        if report.rows or report.frozen:
+            reports.append(report)
     return reports
 
 

@@ -37,7 +37,8 @@ async def rollups_between(
     query = (
         select(RollupRow.__table__, *_TARGET_COLUMNS)
         .join(TargetRow, TargetRow.id == RollupRow.target_id)
-        .where(RollupRow.hour >= start, RollupRow.hour < end)
+        .where(RollupRow.hour >= start.replace(minute=0, second=0, microsecond=0))
+        .where(RollupRow.hour < end)
     )
     if model is not None:
         query = query.where(TargetRow.model == model)
@@ -83,6 +84,27 @@ async def probes_between(
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(str(exc)) from exc
     return [_result(row, row.t_model, row.t_provider, row.t_route) for row in rows]
+
+
+async def models_between(
+    engine: AsyncEngine, start: datetime, end: datetime, source: str = "rollups"
+) -> list[str]:
+    """Models with rollups (hours overlapping [start, end)) or raw probes in the period."""
+    if source == "rollups":
+        hour_start = start.replace(minute=0, second=0, microsecond=0)
+        query = (
+            select(TargetRow.model)
+            .join(RollupRow, RollupRow.target_id == TargetRow.id)
+            .where(RollupRow.hour >= hour_start, RollupRow.hour < end)
+        )
+    else:
+        query = (
+            select(TargetRow.model)
+            .join(ProbeRow, ProbeRow.target_id == TargetRow.id)
+            .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
+        )
+    async with engine.connect() as conn:
+        return sorted(set((await conn.scalars(query.distinct())).all()))
 
 
 async def frozen_report(engine: AsyncEngine, period: str, model: str) -> dict[str, Any] | None:
