@@ -33,6 +33,49 @@ class SchedulerStats:
     overlapped: int = 0  # dropped: the previous run of the job was still going
 
 
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_weekdays(field_text: str) -> str:
+    """A cron weekday field (0 or 7 = Sunday, names allowed) as APScheduler 3 spells it
+    (its numbers start at Monday, so numbers are turned into names)."""
+    if field_text in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field_text.lower().split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            lo, hi = 0, 6
+        else:
+            a, _, b = span.partition("-")
+            lo = _DOW_NAMES.index(a[:3]) if a[:3] in _DOW_NAMES else int(a)
+            hi = (_DOW_NAMES.index(b[:3]) if b[:3] in _DOW_NAMES else int(b)) if b else lo
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi and step >= 1):
+            raise ValueError(f"bad weekday field {field_text!r}")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DOW_NAMES[d] for d in sorted(days))
+
+
+def cron_next(expr: str, at_or_after: datetime) -> datetime | None:
+    """The first time at or after `at_or_after` that the five-field cron `expr` (UTC, standard
+    cron weekdays) fires. Raises ValueError for an invalid expression. No clock is read."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError("cron needs five fields: minute hour day month weekday")
+    minute, hour, day, month, weekday = fields
+    trigger = CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_cron_weekdays(weekday),
+        timezone=UTC,
+    )
+    fire: datetime | None = trigger.get_next_fire_time(None, at_or_after.astimezone(UTC))
+    return fire
+
+
 class Scheduler:
     def __init__(self) -> None:
         self._sched = AsyncIOScheduler(timezone=UTC)

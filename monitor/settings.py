@@ -5,10 +5,12 @@ Frozen pydantic models, validated with the rest of the file by `monitor.config`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from monitor.scheduler import cron_next
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -81,6 +83,11 @@ class MaintenanceWindow(Section):
             raise ValueError("a recurring window needs both cron and duration_s")
         elif len(self.cron.split()) != 5:
             raise ValueError("cron needs five fields: minute hour day month weekday")
+        else:
+            try:
+                cron_next(self.cron, datetime(2000, 1, 1, tzinfo=UTC))
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r}: {exc}") from None
         return self
 
 
@@ -127,3 +134,11 @@ class AlertSettings(Section):
     retry_max_attempts: Annotated[int, Field(ge=1)] = 8
     retry_base_s: PositiveSeconds = 5.0
     channels: tuple[ChannelSettings, ...] = (ChannelSettings(name="log", type="log"),)
+
+    @model_validator(mode="after")
+    def _channel_names_unique(self) -> AlertSettings:
+        names = [c.name for c in self.channels]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique: {', '.join(twice)}")
+        return self

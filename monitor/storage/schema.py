@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,7 +98,10 @@ class IncidentRow(Base):
     """A DOWN (or DEGRADED, configuration, monitor) episode of one target, open until resolved."""
 
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_target_started", "target_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_incidents_target_started", "target_id", "started_at"),
+        Index("ix_incidents_ended", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     target_id: Mapped[int | None] = mapped_column(ForeignKey("targets.id"))
@@ -107,6 +111,10 @@ class IncidentRow(Base):
     vantages: Mapped[list[Any]]
     error_kinds: Mapped[dict[str, Any]]
     summary: Mapped[str | None] = mapped_column(Text)
+    vantage: Mapped[str | None] = mapped_column(String(64))
+    """The vantage of a per-vantage incident (config, vantage, monitor); NULL when cross-vantage."""
+    detected_at: Mapped[datetime | None]
+    """When the rules opened it (`started_at` is the first failing probe)."""
 
 
 class AlertStateRow(Base):
@@ -122,6 +130,16 @@ class AlertStateRow(Base):
     consecutive_successes: Mapped[int] = mapped_column(Integer, default=0)
     open_incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
     updated_at: Mapped[datetime]
+    consecutive_client_errors: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
+    failing_since: Mapped[datetime | None]
+    succeeding_since: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    """The last probe that was not the monitor's own fault: the vantage is active."""
+    evaluated_through: Mapped[datetime | None]
+    """`started_at` of the last probe the rules have applied (their high-water mark)."""
+    config_incident_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class OutboxRow(Base):
@@ -144,6 +162,8 @@ class OutboxRow(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
 
 
 class FrozenReportRow(Base):

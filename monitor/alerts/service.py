@@ -1,0 +1,136 @@
+"""Alerting in a running monitor: the evaluator woken by stored probes, the outbox sender,
+reminders and the connectivity check as periodic jobs, and a final flush on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from monitor.alerts.channels import Notifier
+from monitor.alerts.connectivity import ConnectivityCheck
+from monitor.alerts.delivery import OutboxSender, claimer_id
+from monitor.alerts.evaluator import Evaluator, PassReport
+from monitor.config import Config
+from monitor.probe import utc_now
+from monitor.results import ProbeResult
+from monitor.scheduler import Scheduler
+from monitor.storage.alerts import AlertStore
+from monitor.storage.store import StoreUnavailable
+
+log = logging.getLogger("monitor.alerts")
+
+CATCH_UP_S = 5.0
+"""An evaluation runs at least this often, even with no probe stored (quorum, health)."""
+
+
+class Alerting:
+    def __init__(
+        self,
+        cfg: Config,
+        store: AlertStore,
+        notifiers: Mapping[str, Notifier],
+        *,
+        now: Callable[[], datetime] = utc_now,
+        claimer: str | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.sender = OutboxSender(
+            store,
+            notifiers,
+            cfg.alerts,
+            claimer or claimer_id(cfg.vantage),
+            now=now,
+            poll_s=poll_s,
+        )
+        self.evaluator = Evaluator(cfg, store, now=now, on_outbox=self.sender.wake)
+        self.connectivity: ConnectivityCheck | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, check: ConnectivityCheck) -> None:
+        """Use `check` as this monitor's connectivity check."""
+        self.connectivity = check
+
+    def connectivity_changed(self, ok: bool, note: str) -> None:
+        self.evaluator.connectivity_down = not ok
+        self.evaluator.connectivity_note = note
+        self._wake.set()
+
+    async def stored(self, results: Sequence[ProbeResult]) -> None:
+        """The writer's `on_stored`: probes are in the database, evaluate soon."""
+        self._wake.set()
+
+    async def evaluate(self) -> PassReport | None:
+        try:
+            return await self.evaluator.evaluate()
+        except StoreUnavailable as exc:
+            log.warning("alert evaluation postponed, database unavailable: %s", exc)
+            return None
+
+    async def remind(self) -> None:
+        try:
+            await self.evaluator.remind()
+        except StoreUnavailable as exc:
+            log.warning("reminders postponed, database unavailable: %s", exc)
+
+    async def check_connectivity(self) -> None:
+        if self.connectivity is not None:
+            await self.connectivity.check()
+
+    async def deliver(self) -> int:
+        """Send what is due now (burst mode and the final flush)."""
+        try:
+            return await self.sender.run_once()
+        except StoreUnavailable as exc:
+            log.warning("outbox unavailable: %s", exc)
+            return 0
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CATCH_UP_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.evaluate()
+            except Exception:  # a bug of ours: log it, keep evaluating
+                log.exception("alert evaluation failed")
+
+    def schedule(self, scheduler: Scheduler) -> None:
+        repeat_s = self.cfg.alerts.repeat_interval_s
+        scheduler.every("alerts:remind", self.remind, interval_s=max(0.5, min(60.0, repeat_s / 4)))
+        if self.connectivity is not None:
+            scheduler.every(
+                "alerts:connectivity",
+                self.check_connectivity,
+                interval_s=self.cfg.alerts.connectivity_every_s,
+            )
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._evaluate_loop(), name="alert-evaluator"),
+            asyncio.create_task(self.sender.run(), name="outbox-sender"),
+        ]
+
+    async def stop(self, flush_s: float = 10.0) -> None:
+        """Stop the loops, then evaluate what was stored last and send what is due."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            async with asyncio.timeout(flush_s):
+                await self.evaluate()
+                while await self.deliver():
+                    pass
+        except TimeoutError:
+            log.warning("alerts: final flush cut after %.0f s; the outbox keeps the rest", flush_s)
+        except Exception:  # a bug of ours must not spoil the shutdown; the outbox keeps it all
+            log.exception("alerts: final flush failed")
