@@ -27,14 +27,31 @@ def bucket_value(index: int) -> float:
 
 @dataclass(slots=True)
 class LogHistogram:
-    """Counts of values per log bucket, plus exact n, sum, min and max."""
+    """Counts of values per log bucket, plus exact n, sum, min and max.
 
-    counts: dict[int, int] = field(default_factory=dict)
+    Buckets are dense: `counts[j]` is bucket `offset + j`. Dense lists merge and serialise much
+    faster than dicts, and one hour of one target spans at most a few hundred buckets.
+    """
+
+    offset: int = 0
+    counts: list[int] = field(default_factory=list)
     zeros: int = 0
     n: int = 0
     total: float = 0.0
     min: float | None = None
     max: float | None = None
+
+    def _span(self, lo: int, hi: int) -> None:
+        """Widen the dense range to cover buckets [lo, hi)."""
+        if not self.counts:
+            self.offset, self.counts = lo, [0] * (hi - lo)
+            return
+        if lo < self.offset:
+            self.counts[:0] = [0] * (self.offset - lo)
+            self.offset = lo
+        end = self.offset + len(self.counts)
+        if hi > end:
+            self.counts.extend([0] * (hi - end))
 
     def add(self, value: float, count: int = 1) -> None:
         if not math.isfinite(value):
@@ -45,9 +62,10 @@ class LogHistogram:
         self.max = value if self.max is None else max(self.max, value)
         if value <= MIN_VALUE:
             self.zeros += count
-        else:
-            i = bucket_of(value)
-            self.counts[i] = self.counts.get(i, 0) + count
+            return
+        i = bucket_of(value)
+        self._span(i, i + 1)
+        self.counts[i - self.offset] += count
 
     def extend(self, values: Iterable[float | None]) -> None:
         for v in values:
@@ -55,8 +73,12 @@ class LogHistogram:
                 self.add(v)
 
     def merge(self, other: LogHistogram) -> None:
-        for i, c in other.counts.items():
-            self.counts[i] = self.counts.get(i, 0) + c
+        if other.counts:
+            lo, hi = other.offset, other.offset + len(other.counts)
+            self._span(lo, hi)
+            a = lo - self.offset
+            b = a + len(other.counts)
+            self.counts[a:b] = [x + y for x, y in zip(self.counts[a:b], other.counts, strict=True)]
         self.zeros += other.zeros
         self.n += other.n
         self.total += other.total
@@ -65,42 +87,44 @@ class LogHistogram:
         if other.max is not None:
             self.max = other.max if self.max is None else max(self.max, other.max)
 
+    def buckets(self) -> list[tuple[int, int]]:
+        """(bucket index, count) of the non-empty buckets, ascending."""
+        return [(self.offset + j, c) for j, c in enumerate(self.counts) if c]
+
     @property
     def mean(self) -> float | None:
         return self.total / self.n if self.n else None
 
-    def _value_at_rank(self, rank: int, ordered: list[tuple[int, int]]) -> float:
+    def _value_at_rank(self, rank: int) -> float:
         """The value of the rank-th smallest element (0-based), to bucket precision."""
         if rank < self.zeros:
             return 0.0
+        assert self.min is not None
+        assert self.max is not None
         seen = self.zeros
-        for index, count in ordered:
+        for j, count in enumerate(self.counts):
             seen += count
             if rank < seen:
-                value = bucket_value(index)
-                assert self.min is not None
-                assert self.max is not None
-                return min(max(value, self.min), self.max)
-        assert self.max is not None
+                return min(max(bucket_value(self.offset + j), self.min), self.max)
         return self.max
 
     def quantile(self, p: float) -> float | None:
         """The p-th percentile (0–100), interpolated between ranks as numpy's default does."""
         if self.n == 0:
             return None
-        ordered = sorted(self.counts.items())
         rank = (self.n - 1) * p / 100.0
         lo = math.floor(rank)
         hi = min(lo + 1, self.n - 1)
-        v_lo = self._value_at_rank(lo, ordered)
+        v_lo = self._value_at_rank(lo)
         if hi == lo:
             return v_lo
-        v_hi = self._value_at_rank(hi, ordered)
+        v_hi = self._value_at_rank(hi)
         return v_lo + (v_hi - v_lo) * (rank - lo)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "b": {str(i): c for i, c in sorted(self.counts.items())},
+            "o": self.offset,
+            "c": self.counts,
             "z": self.zeros,
             "n": self.n,
             "s": self.total,
@@ -112,11 +136,16 @@ class LogHistogram:
     def from_json(cls, data: Mapping[str, Any] | None) -> LogHistogram:
         if not data:
             return cls()
-        return cls(
-            counts={int(i): int(c) for i, c in data.get("b", {}).items()},
+        h = cls(
+            offset=int(data.get("o", 0)),
+            counts=list(data.get("c", ())),
             zeros=int(data.get("z", 0)),
             n=int(data.get("n", 0)),
             total=float(data.get("s", 0.0)),
             min=data.get("min"),
             max=data.get("max"),
         )
+        for i, c in data.get("b", {}).items():  # the sparse form of earlier versions
+            h._span(int(i), int(i) + 1)
+            h.counts[int(i) - h.offset] += int(c)
+        return h

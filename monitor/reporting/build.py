@@ -94,7 +94,7 @@ def cdf(h: LogHistogram | None, points: int = CDF_POINTS) -> list[tuple[float, f
     seen = h.zeros
     if seen:
         out.append((0.0, seen / h.n))
-    for index, count in sorted(h.counts.items()):
+    for index, count in h.buckets():
         seen += count
         out.append((bucket_value(index), seen / h.n))
     if len(out) > points:
