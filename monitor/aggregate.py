@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from monitor.rollup import Rollup, RollupKey
+from monitor.settings import scope_covers
 from monitor.sketch import LogHistogram
 from monitor.stats import Summary
 
@@ -112,12 +113,7 @@ class Window:
     model: str | None = None
 
     def covers(self, key: TargetKey) -> bool:
-        model, provider, route = key
-        if self.target is not None and self.target != f"{model}|{provider}|{route}":
-            return False
-        if self.provider is not None and self.provider.casefold() != provider.casefold():
-            return False
-        return self.model is None or self.model == model
+        return scope_covers(self.target, self.provider, self.model, key)
 
     def touches(self, bin_start: datetime, bin_s: int = 3600) -> bool:
         return self.start < bin_start + timedelta(seconds=bin_s) and self.end > bin_start

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from monitor.aggregate import TargetKey, Window
+from monitor.aggregate import Window
 from monitor.settings import MaintenanceWindow
 
 CronTimes = Callable[[str, datetime, datetime], list[datetime]]
@@ -28,11 +28,3 @@ def expand(
         for fire in cron_times(w.cron, start - span, end):
             out.append(Window(fire, fire + span, **scope))
     return out
-
-
-def active(windows: Iterable[Window], key: TargetKey, at: datetime) -> Window | None:
-    """The window covering target `key` at `at`, if any."""
-    for w in windows:
-        if w.start <= at < w.end and w.covers(key):
-            return w
-    return None

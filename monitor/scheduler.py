@@ -149,15 +149,12 @@ def cron_fire_times(
     expr: str, start: datetime, end: datetime, limit: int = 10_000
 ) -> list[datetime]:
     """Times in [start, end) at which a five-field cron expression (UTC) fires."""
-    trigger = CronTrigger.from_crontab(expr, timezone=UTC)
     out: list[datetime] = []
-    previous: datetime | None = None
-    now = start - timedelta(microseconds=1)
+    at = start
     while len(out) < limit:
-        fire = trigger.get_next_fire_time(previous, now)
+        fire = cron_next(expr, at)
         if fire is None or fire >= end:
             break
-        if fire >= start:
-            out.append(fire)
-        previous, now = fire, fire + timedelta(seconds=1)
+        out.append(fire)
+        at = fire + timedelta(seconds=1)
     return out

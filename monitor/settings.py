@@ -50,6 +50,19 @@ class ReportSettings(Section):
     weekly_minute: Annotated[int, Field(ge=0, le=59)] = 0
 
 
+def scope_covers(
+    target: str | None, provider: str | None, model: str | None, key: tuple[str, str, str]
+) -> bool:
+    """A maintenance scope (a `model|provider|route` key, a provider, a model; all None: every
+    target) covers the target `key`."""
+    m, p, r = key
+    if target is not None and target != f"{m}|{p}|{r}":
+        return False
+    if provider is not None and provider.casefold() != p.casefold():
+        return False
+    return model is None or model == m
+
+
 class MaintenanceWindow(Section):
     """A time when notifications are muted (and, by default, probes left out of uptime).
 

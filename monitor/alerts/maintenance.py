@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from monitor.alerts.model import TargetKey
 from monitor.scheduler import cron_next
-from monitor.settings import MaintenanceWindow
+from monitor.settings import MaintenanceWindow, scope_covers
 
 
 def applies_to(window: MaintenanceWindow, target: TargetKey | None) -> bool:
@@ -16,12 +16,7 @@ def applies_to(window: MaintenanceWindow, target: TargetKey | None) -> bool:
     scoped = window.target is not None or window.provider is not None or window.model is not None
     if target is None:
         return not scoped
-    model, provider, route = target
-    if window.target is not None and window.target != f"{model}|{provider}|{route}":
-        return False
-    if window.provider is not None and window.provider.casefold() != provider.casefold():
-        return False
-    return window.model is None or window.model == model
+    return scope_covers(window.target, window.provider, window.model, target)
 
 
 def is_open(window: MaintenanceWindow, now: datetime) -> bool:
