@@ -10,25 +10,8 @@ from typing import Any
 
 from monitor.stats import Summary
 
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """p50/p75/p90/p99, mean, min, max and n of one metric over ok probes."""
-
-    n: int
-    mean: float
-    min: float
-    max: float
-    p50: float
-    p75: float
-    p90: float
-    p99: float
-
-    @classmethod
-    def of(cls, s: Summary | None) -> Metric | None:
-        if s is None:
-            return None
-        return cls(s.n, s.mean, s.min, s.max, s.p50, s.p75, s.p90, s.p99)
+Metric = Summary
+"""p50/p75/p90/p99, mean, min, max and n of one metric over ok probes."""
 
 
 @dataclass(frozen=True, slots=True)
