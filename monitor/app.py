@@ -438,11 +438,13 @@ async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
     now = utc_now()
     try:
         await require_migrated(engine)
-        recent = await probes_between(engine, now - timedelta(minutes=30), now + timedelta(1))
-        day = await rollups_between(
-            engine, (now - timedelta(days=1)).replace(minute=0, second=0, microsecond=0), now
+        recent, day, states = await asyncio.gather(
+            probes_between(engine, now - timedelta(minutes=30), now + timedelta(1)),
+            rollups_between(
+                engine, now - timedelta(days=1), now, metrics=("ttft_ms", "decode_tps", "e2e_tps")
+            ),
+            alert_states(engine),
         )
-        states = await alert_states(engine)
     finally:
         await engine.dispose()
     statuses = target_status(

@@ -4,7 +4,7 @@ histograms, and merge them into what is stored. Pure."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,12 +75,18 @@ class Rollup:
         error_kinds: Mapping[str, int],
         histograms: Mapping[str, Any],
         cost_usd: float,
+        metrics: Collection[str] | None = None,
     ) -> Rollup:
+        """From stored columns; `metrics` limits which histograms are decoded."""
         return cls(
             n=n,
             outcomes=Counter(outcomes),
             error_kinds=Counter(error_kinds),
-            histograms={k: LogHistogram.from_json(v) for k, v in histograms.items()},
+            histograms={
+                k: LogHistogram.from_json(v)
+                for k, v in histograms.items()
+                if metrics is None or k in metrics
+            },
             cost_usd=cost_usd,
         )
 

@@ -138,7 +138,7 @@ class LogHistogram:
             return cls()
         h = cls(
             offset=int(data.get("o", 0)),
-            counts=list(data.get("c", ())),
+            counts=data["c"] if isinstance(data.get("c"), list) else [],
             zeros=int(data.get("z", 0)),
             n=int(data.get("n", 0)),
             total=float(data.get("s", 0.0)),

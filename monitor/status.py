@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.aggregate import Accounting, TargetKey, uptime_pct
-from monitor.results import ProbeResult
+from monitor.results import Outcome, ProbeResult
 from monitor.rollup import Rollup, RollupKey
+from monitor.stats import percentile
 
 RAW_WINDOWS = (("5m", 300), ("30m", 1800))
 DAY_WINDOW = "1d"
@@ -53,6 +54,27 @@ def _window(r: Rollup, acct: Accounting) -> WindowStats:
     )
 
 
+def _p50(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    return percentile(present, 50) if present else None
+
+
+def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
+    """A short window from raw probes: exact medians, no histograms needed."""
+    outcomes = Counter(p.outcome.value for p in probes)
+    ok = [p for p in probes if p.outcome is Outcome.OK]
+    failed = sum(n for o, n in outcomes.items() if o in acct.failure_outcomes)
+    counted = outcomes.get("ok", 0) + failed
+    return WindowStats(
+        probes=len(probes),
+        uptime_pct=100.0 * outcomes.get("ok", 0) / counted if counted else None,
+        ttft_p50_ms=_p50([p.ttft_ms for p in ok]),
+        decode_p50_tps=_p50([p.decode_tps for p in ok]),
+        e2e_p50_tps=_p50([p.e2e_tps for p in ok]),
+        rate_limited=outcomes.get("rate_limited", 0),
+    )
+
+
 def target_status(
     targets: Iterable[TargetKey],
     recent: Sequence[ProbeResult],
@@ -77,11 +99,7 @@ def target_status(
         s = TargetStatus(*key, state=_state(states.get(key, {})))
         for name, seconds in RAW_WINDOWS:
             since = now - timedelta(seconds=seconds)
-            rollup = Rollup()
-            for p in probes:
-                if p.started_at >= since:
-                    rollup.add(p)
-            s.windows[name] = _window(rollup, quick)
+            s.windows[name] = _raw_window([p for p in probes if p.started_at >= since], quick)
         s.windows[DAY_WINDOW] = _window(day.get(key, Rollup()), quick)
         if probes:
             s.last_outcome = probes[-1].outcome.value

@@ -7,6 +7,7 @@ import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -35,8 +36,11 @@ def make_engine(
 ) -> AsyncEngine:
     """An async engine. SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL a pool
     with pre-ping, and `schema` as its search path (tests use one schema each)."""
+    json_args = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        engine = create_async_engine(
+            url, connect_args={"timeout": busy_timeout_ms / 1000}, **json_args
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: object, _record: ConnectionPoolEntry) -> None:
@@ -52,8 +56,14 @@ def make_engine(
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
     return create_async_engine(
-        url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args
+        url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args, **json_args
     )
+
+
+def _json_dumps(value: object) -> str:
+    # orjson: rollup histograms are the bulk of what is read and written; it is several times
+    # faster than the standard library there.
+    return orjson.dumps(value).decode()
 
 
 def alembic_config() -> AlembicConfig:

@@ -3,6 +3,7 @@ incidents, and the latest alert state."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -31,9 +32,14 @@ _TARGET_COLUMNS = (
 
 
 async def rollups_between(
-    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+    engine: AsyncEngine,
+    start: datetime,
+    end: datetime,
+    model: str | None = None,
+    metrics: Collection[str] | None = None,
 ) -> dict[RollupKey, Rollup]:
-    """Hourly rollups with hour in [start, end), optionally of one model."""
+    """Hourly rollups of the hours overlapping [start, end), optionally of one model and with
+    only some metrics' histograms decoded."""
     query = (
         select(RollupRow.__table__, *_TARGET_COLUMNS)
         .join(TargetRow, TargetRow.id == RollupRow.target_id)
@@ -48,7 +54,7 @@ async def rollups_between(
             for row in (await conn.execute(query)).all():
                 key = (row.t_model, row.t_provider, row.t_route)
                 out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
-                    row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
+                    row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd, metrics
                 )
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(str(exc)) from exc
