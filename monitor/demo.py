@@ -82,17 +82,22 @@ def _remove_stale(db_path: Path) -> None:
 
 
 def _demo_progress(elapsed_s: float, total_s: float, statuses: Sequence[TargetStatus]) -> str:
+    """One line: per provider, uptime direct/openrouter, p50 TTFT and the 429 share so far."""
     parts = []
-    for st in statuses:
-        w = st.windows["5m"]
-        if not w.probes:
+    for provider in dict.fromkeys(st.provider for st in statuses):
+        mine = [st.windows["5m"] for st in statuses if st.provider == provider]
+        mine = [w for w in mine if w.probes]
+        if not mine:
             continue
-        up = "-" if w.uptime_pct is None else f"{w.uptime_pct:.0f}%"
-        ttft = "-" if w.ttft_p50_ms is None else f"{w.ttft_p50_ms:.0f}ms"
-        limited = f" {100 * w.rate_limited / w.probes:.0f}%429" if w.rate_limited else ""
-        parts.append(f"{st.provider[:9]}/{st.route[:3]} {up} {ttft}{limited}")
+        ups = "/".join("-" if w.uptime_pct is None else f"{w.uptime_pct:.0f}" for w in mine)
+        ttfts = [w.ttft_p50_ms for w in mine if w.ttft_p50_ms is not None]
+        ttft = f" {min(ttfts):.0f}ms" if ttfts else ""
+        limited = sum(w.rate_limited for w in mine)
+        probes = sum(w.probes for w in mine)
+        note = f" {100 * limited / probes:.0f}%429" if limited else ""
+        parts.append(f"{provider} {ups}%{ttft}{note}")
     bar = "#" * int(20 * elapsed_s / total_s)
-    return f"  [{bar:<20}] {elapsed_s:4.0f}s  " + " | ".join(parts) + "\n"
+    return f"  [{bar:<20}] {elapsed_s:3.0f}s  " + " | ".join(parts) + "\n"
 
 
 async def demo(
@@ -124,7 +129,8 @@ async def demo(
             f"{len(farm.profiles)} providers (fast, cheap-but-slow, flaky with an outage, "
             f"rate-limited);\n  probing each directly and through the OpenRouter-like front "
             f"({len(cfg.targets)} targets) every {interval_s:g}s for {duration_s:g}s "
-            f"into {db_path}\n"
+            f"into {db_path}\n  progress: provider uptime% direct/openrouter, best p50 TTFT, "
+            "share of 429s\n"
         )
         out.flush()
         engine = make_engine(cfg.database_url.reveal())

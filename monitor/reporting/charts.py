@@ -88,9 +88,11 @@ def _steps(ax: Axes, cdfs: Mapping[str, Sequence[tuple[float, float]]], labels: 
 
 def _pair(left_title: str, right_title: str, labels: list[str]) -> tuple[Figure, Axes, Axes]:
     legend_rows = math.ceil(len(labels) / 3)
-    fig = _figure(11.0, 3.6 + 0.2 * legend_rows)
-    bottom = 0.16 + 0.055 * legend_rows
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=bottom + 0.06, wspace=0.22)
+    height = 3.4 + 0.17 * legend_rows
+    fig = _figure(11.0, height)
+    # Room at the bottom for tick labels (~0.5 in) and the legend rows (~0.17 in each).
+    bottom = (0.55 + 0.17 * legend_rows) / height
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.3 / height, bottom=bottom, wspace=0.22)
     left, right = fig.subplots(1, 2)
     left.set_title(left_title, loc="left", fontsize=10)
     right.set_title(right_title, loc="left", fontsize=10)
