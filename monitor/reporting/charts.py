@@ -150,7 +150,7 @@ def _strip(
             grid[row][index[p.at]] = p.value / 100.0
     ax.imshow(grid, aspect="auto", cmap=UPTIME_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    step = max(1, len(times) // 10)
+    step = max(1, len(times) // 6)
     ticks = list(range(0, len(times), step))
     ax.set_xticks(ticks, [times[i].strftime(fmt) for i in ticks], fontsize=8)
     ax.set_title(title, loc="left", fontsize=10)
