@@ -8,6 +8,7 @@ must fail (text that is not a JSON object).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,17 +124,25 @@ def _chunk(obj: dict[str, Any]) -> Chunk:
     )
 
 
+MAX_TOKENS = 2**31 - 1
+
+
 def _int(value: Any) -> int | None:
+    """A non-negative token count, or None for anything else (bools, inf, absurd sizes)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if value >= 0 else None
+    if not math.isfinite(value) or not 0 <= value <= MAX_TOKENS:
+        return None
+    return int(value)
 
 
 def _usage(value: Any) -> Usage | None:
     if not isinstance(value, dict):
         return None
     cost = value.get("cost")
-    cost_usd = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    cost_usd = None
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
+        cost_usd = float(cost)
     return Usage(_int(value.get("prompt_tokens")), _int(value.get("completion_tokens")), cost_usd)
 
 

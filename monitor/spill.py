@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,12 +22,20 @@ SpillRecord = tuple[str, ProbeResult]
 
 
 class SpillFile:
+    """Safe to use from the event loop and worker threads at once: every operation holds a lock,
+    so an append can never land in a file that `drop_through` is replacing."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
 
     def append(self, records: Sequence[SpillRecord]) -> None:
         if not records:
             return
+        with self._lock:
+            self._append(records)
+
+    def _append(self, records: Sequence[SpillRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = "".join(
             json.dumps({"id": pid, "result": r.to_json()}, separators=(",", ":")) + "\n"
@@ -43,10 +52,20 @@ class SpillFile:
         finally:
             os.close(fd)
 
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".rejected")
+
+    def reject(self, records: Sequence[SpillRecord]) -> None:
+        """Set aside records the database refused (kept for a person to look at)."""
+        with self._lock:
+            SpillFile(self.rejected_path)._append(records)
+
     def read(self) -> tuple[list[SpillRecord], int]:
         """Every complete record, and the byte offset just past the last complete line."""
         try:
-            data = self.path.read_bytes()
+            with self._lock:
+                data = self.path.read_bytes()
         except FileNotFoundError:
             return [], 0
         end = data.rfind(b"\n") + 1  # a torn last line (no newline yet) is left alone
@@ -70,6 +89,10 @@ class SpillFile:
     def drop_through(self, offset: int) -> None:
         """Remove the first `offset` bytes (records now safely in the database), keeping any
         appended since they were read."""
+        with self._lock:
+            self._drop_through(offset)
+
+    def _drop_through(self, offset: int) -> None:
         if offset <= 0 or not self.path.exists():
             return
         rest = self.path.read_bytes()[offset:]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from monitor.results import ProbeResult
 from monitor.spill import SpillFile, SpillRecord
-from monitor.storage.store import Store, StoreUnavailable
+from monitor.storage.store import Store, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class WriterStats:
     inserted: int = 0
     spilled: int = 0
     replayed: int = 0
+    rejected: int = 0
     db_failures: int = 0
 
 
@@ -61,6 +62,7 @@ class ProbeWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._held: list[SpillRecord] = []
+        self._current: list[SpillRecord] = []
         self.stats = WriterStats()
 
     @property
@@ -105,28 +107,51 @@ class ProbeWriter:
         async with asyncio.timeout(self._db_timeout_s):
             n = await self._store.insert_probes(batch)
         if self._on_stored is not None:
-            await self._on_stored([r for _, r in batch])
+            try:
+                await self._on_stored([r for _, r in batch])
+            except Exception:  # the probes are stored; a listener's fault must not undo that
+                log.exception("after-store hook failed")
         return n
 
+    async def _store_batch(self, batch: Sequence[SpillRecord]) -> bool:
+        """Store `batch`; False when the database is away. When the database answers but
+        refuses the batch, the records it cannot take are found by halving and set aside in
+        the rejected file, so one bad value never blocks everything behind it."""
+        try:
+            self.stats.inserted += await self._insert(batch)
+            return True
+        except StoreRejected as exc:
+            if len(batch) == 1:
+                log.error(
+                    "probe %s cannot be stored, set aside in %s: %s",
+                    batch[0][0],
+                    self._spill.rejected_path,
+                    exc,
+                )
+                await asyncio.to_thread(self._spill.reject, batch)
+                self.stats.rejected += 1
+                return True
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("database unavailable: %s", exc)
+            return False
+        mid = len(batch) // 2
+        return await self._store_batch(batch[:mid]) and await self._store_batch(batch[mid:])
+
     async def _write(self, batch: list[SpillRecord]) -> None:
-        if batch and not self._db_down:
-            try:
-                self.stats.inserted += await self._insert(batch)
+        if not batch:
+            return
+        if not self._db_down:
+            if await self._store_batch(batch):
                 return
-            except (StoreUnavailable, TimeoutError) as exc:
-                log.warning("database unavailable, spilling to %s: %s", self._spill.path, exc)
-                self._mark_down()
-            except Exception:  # not a connectivity fault, but the batch must still be kept
-                log.exception("storing %d probes failed, spilling them", len(batch))
-                self._mark_down()
-        if batch:
-            try:
-                await asyncio.to_thread(self._spill.append, batch)
-            except OSError:
-                log.exception("cannot write the spill file %s; holding probes", self._spill.path)
-                self._held.extend(batch)
-                return
-            self.stats.spilled += len(batch)
+            log.warning("spilling to %s until the database is back", self._spill.path)
+            self._mark_down()
+        try:
+            await asyncio.to_thread(self._spill.append, batch)
+        except OSError:
+            log.exception("cannot write the spill file %s; holding probes", self._spill.path)
+            self._held.extend(batch)
+            return
+        self.stats.spilled += len(batch)
 
     def _mark_down(self) -> None:
         self.stats.db_failures += 1
@@ -134,24 +159,22 @@ class ProbeWriter:
         self._next_retry = time.monotonic() + self._retry_interval_s
 
     async def _try_replay(self) -> None:
-        """Database down: when it is time, replay the spill; on success resume direct writes."""
+        """Database down: when it is time, replay the spill; on success resume direct writes.
+        Replays are idempotent (probe ids), so a chunk stored twice is stored once."""
         if not self._db_down or time.monotonic() < self._next_retry:
             return
         records, offset = await asyncio.to_thread(self._spill.read)
-        try:
-            for start in range(0, len(records), self._batch_max):
-                chunk = records[start : start + self._batch_max]
-                n = await self._insert(chunk)
-                self.stats.inserted += n
-                self.stats.replayed += len(chunk)
-        except (StoreUnavailable, TimeoutError) as exc:
-            self.stats.db_failures += 1
-            self._next_retry = time.monotonic() + self._retry_interval_s
-            log.debug("database still unavailable: %s", exc)
-            return
+        for start in range(0, len(records), self._batch_max):
+            chunk = records[start : start + self._batch_max]
+            if not await self._store_batch(chunk):
+                self.stats.db_failures += 1
+                self._next_retry = time.monotonic() + self._retry_interval_s
+                return
+            self.stats.replayed += len(chunk)
         await asyncio.to_thread(self._spill.drop_through, offset)
         self._db_down = self._spill.size() > 0
-        log.warning("database back: replayed %d spilled probes", len(records))
+        if records:
+            log.warning("database back: replayed %d spilled probes", len(records))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="probe-writer")
@@ -160,14 +183,29 @@ class ProbeWriter:
         while not (self._closing and self._queue.empty() and not self._held):
             try:
                 await self._try_replay()
-                await self._write(await self._next_batch())
+                self._current = await self._next_batch()
+                await self._write(self._current)
+                self._current = []
             except Exception:  # a bug of ours: log it and keep the writer alive
                 log.exception("probe writer failed; retrying")
                 await asyncio.sleep(self._retry_interval_s)
 
-    async def close(self) -> None:
-        """Write what is queued (to the database, or to the spill if it is down), then stop."""
+    async def close(self, timeout_s: float = 60.0) -> None:
+        """Write what is queued (to the database, or to the spill if it is down), then stop.
+        After `timeout_s`, whatever is still queued goes to the spill file as it is."""
         self._closing = True
-        if self._task is not None:
-            await self._task
-            self._task = None
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+            left = self._current + self._held + queued  # a replay of stored ones is harmless
+            self._held = []
+            self._spill.append(left)
+            self.stats.spilled += len(left)
+            log.error(
+                "writer did not finish in %.0fs: %d probes left in the spill", timeout_s, len(left)
+            )
+        self._task = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.spill import SpillFile
 from monitor.storage.database import make_engine, upgrade
-from monitor.storage.store import Store
+from monitor.storage.store import Store, StoreUnavailable
 from monitor.writer import ProbeWriter
 from tests.conftest import PG_URL, Db
 from tests.factories import T0, result
@@ -137,3 +138,69 @@ def test_spill_round_trip_and_drop(tmp_path: Path) -> None:
     assert [pid for pid, _ in records] == ["b" * 32]
     line = spill.path.read_text().splitlines()[0]
     assert json.loads(line)["result"]["outcome"] == "ok"
+
+
+async def test_provider_values_that_do_not_fit_are_stored_fitted(
+    migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    store = Store(migrated)
+    writer = ProbeWriter(store, SpillFile(tmp_path / "spill.jsonl"), flush_interval_s=0.05)
+    writer.start()
+    odd = result(
+        output_tokens=10**20,
+        finish_reason="x" * 100,
+        served_by="p" * 500,
+        error_message="nul \x00 byte",
+        ttft_ms=float("inf"),
+    )
+    pid = writer.submit(odd)
+    fine = writer.submit(result())
+    await writer.close()
+    assert await store.probe_ids() == {pid, fine}
+    assert writer.stats.rejected == 0
+    assert not writer.db_down
+
+
+async def test_a_record_the_database_refuses_is_set_aside_not_blocking(
+    migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    store = Store(migrated)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    writer = ProbeWriter(store, spill, flush_interval_s=0.05)
+    writer.start()
+    good = {writer.submit(result()) for _ in range(10)}
+    bad = writer.submit(result(started_at=datetime(2026, 1, 1)))  # naive: refused by design
+    good |= {writer.submit(result()) for _ in range(10)}
+    await writer.close()
+    assert await store.probe_ids() == good
+    assert writer.stats.rejected == 1
+    assert not writer.db_down
+    rejected = [json.loads(line)["id"] for line in spill.rejected_path.read_text().splitlines()]
+    assert rejected == [bad]
+
+
+async def test_a_rolled_back_target_id_is_not_reused(migrated: AsyncEngine) -> None:
+    store = Store(migrated)
+    alpha = result(provider="Alpha")
+    with pytest.raises(StoreUnavailable):  # the batch fails after Alpha's row was created
+        await store.insert_probes(
+            [
+                ("a" * 32, alpha),
+                ("b" * 32, result(provider="Alpha", started_at=datetime(2026, 1, 1))),
+            ]
+        )
+    await store.insert_probes([("c" * 32, result(provider="Beta"))])
+    await store.insert_probes([("d" * 32, alpha)])
+    from sqlalchemy import select
+
+    from monitor.storage.schema import ProbeRow, TargetRow
+
+    async with migrated.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(ProbeRow.id, TargetRow.provider).join(
+                    TargetRow, TargetRow.id == ProbeRow.target_id
+                )
+            )
+        ).all()
+    assert dict(rows) == {"c" * 32: "Beta", "d" * 32: "Alpha"}

@@ -3,13 +3,14 @@ daemon needs. Database faults surface as `StoreUnavailable`, so callers never im
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.results import ProbeResult
@@ -47,15 +48,46 @@ ROLLUPS = cast(Table, RollupRow.__table__)
 
 
 class StoreUnavailable(Exception):
-    """The database could not be reached or refused the write; try again later."""
+    """The database could not be reached or could not write now; try again later."""
+
+
+class StoreRejected(StoreUnavailable):
+    """The database answered but refused these values (a constraint, a type, a range):
+    retrying the same records will not help."""
+
+
+def _rejected(exc: BaseException) -> bool:
+    if isinstance(exc, DataError | IntegrityError | ValueError | OverflowError):
+        return True
+    return isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | OverflowError)
 
 
 def _insert(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+INT_MAX = 2**31 - 1
+
+
+def _fit(value: Any, column: Any) -> Any:
+    """A provider-supplied value made storable in `column`: NUL bytes stripped, text cut to the
+    column's length, integers outside its range and non-finite floats dropped (None)."""
+    if value is None or isinstance(value, bool | datetime):
+        return value
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        length = getattr(column.type, "length", None)
+        return value[:length] if length else value
+    if isinstance(value, int):
+        return value if -INT_MAX <= value <= INT_MAX else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
 def probe_row(pid: str, target_id: int, r: ProbeResult) -> dict[str, Any]:
-    row: dict[str, Any] = {name: getattr(r, name) for name in PROBE_COLUMNS}
+    columns = ProbeRow.__table__.c
+    row: dict[str, Any] = {name: _fit(getattr(r, name), columns[name]) for name in PROBE_COLUMNS}
     row["id"] = pid
     row["target_id"] = target_id
     row["outcome"] = r.outcome.value
@@ -70,7 +102,10 @@ class Store:
         self._target_ids: dict[TargetKey, int] = {}
 
     async def _ids(self, conn: AsyncConnection, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
-        missing = {k for k in keys if k not in self._target_ids}
+        """Ids of `keys`, creating missing targets in this transaction. The cache is only
+        updated by callers after the transaction commits: a rolled-back id must not stick."""
+        found = {k: self._target_ids[k] for k in keys if k in self._target_ids}
+        missing = {k for k in keys if k not in found}
         if missing:
             ins = _insert(self._dialect)(TargetRow).on_conflict_do_nothing(
                 index_elements=["model", "provider", "route"]
@@ -86,8 +121,8 @@ class Store:
                 )
             )
             for tid, m, p, r in rows:
-                self._target_ids[(m, p, r)] = tid
-        return self._target_ids
+                found[(m, p, r)] = tid
+        return found
 
     async def target_ids(self, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
         """Ids of these targets, created when new."""
@@ -95,9 +130,19 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 known = await self._ids(conn, wanted)
-                return {k: known[k] for k in wanted}
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+        self._target_ids.update(known)
+        return {k: known[k] for k in wanted}
+
+    async def ping(self) -> bool:
+        """The database answers."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
 
     async def insert_probes(self, records: Sequence[ProbeRecord]) -> int:
         """Insert probes not yet stored and add them to the hourly rollups, atomically.
@@ -121,9 +166,12 @@ class Store:
                 result = await conn.execute(ins, rows)
                 inserted = [row[0] for row in result]
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
-                return len(inserted)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, ValueError, OverflowError) as exc:
+            if _rejected(exc):
+                raise StoreRejected(str(exc)) from exc
             raise StoreUnavailable(str(exc)) from exc
+        self._target_ids.update(ids)
+        return len(inserted)
 
     async def _add_rollups(
         self, conn: AsyncConnection, ids: dict[TargetKey, int], deltas: dict[RollupKey, Rollup]
