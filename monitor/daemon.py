@@ -69,6 +69,7 @@ class Monitor:
         self.budget = budget or DailyBudget(cfg.schedule.budget_usd_per_day)
         self._weekly_report = weekly_report
         self._target_locks: dict[str, asyncio.Lock] = {}
+        self._job_locks: dict[str, asyncio.Lock] = {}
         self._in_flight: set[asyncio.Task[object]] = set()
         self._accepting = True
         self.skipped_busy = 0
@@ -177,14 +178,18 @@ class Monitor:
         return [r for rs in per_target for r in rs]
 
     async def singleton(self, name: str, period: str, job: Callable[[], Awaitable[None]]) -> bool:
-        """Run `job` once per `period` across every monitor sharing the database."""
+        """Run `job` once per `period` across every monitor sharing the database: under a
+        cluster-wide lock, skipped when a run for the period is recorded, recorded only after
+        it succeeded (a failed run is tried again by the next attempt)."""
+        lock = self._job_locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            return False  # this monitor runs it already (the cron and catch-up jobs overlap)
         try:
-            async with advisory_lock(self._store.engine, name) as got:
-                if not got:
-                    return False
-                if not await self._store.claim_job_run(name, period, self.cfg.vantage, self._now()):
+            async with lock, advisory_lock(self._store.engine, name) as got:
+                if not got or await self._store.job_ran(name, period):
                     return False
                 await job()
+                await self._store.claim_job_run(name, period, self.cfg.vantage, self._now())
                 return True
         except StoreUnavailable as exc:
             log.warning("job %s skipped, database unavailable: %s", name, exc)

@@ -145,6 +145,8 @@ def measure(
         cost = meter.usage.cost_usd
     elif prices is not None:
         cost = prices.cost_usd(input_tokens, output_tokens)
+    buffered = is_buffered(output_tokens, ttft_ms, latency_ms)
+    decode = decode_tps(output_tokens, meter.first_token_ns, meter.last_token_ns)
     return Measurements(
         ttft_ms=ttft_ms,
         ttfa_ms=_ms(meter.t0_ns, meter.first_answer_ns),
@@ -152,9 +154,10 @@ def measure(
         output_tokens=output_tokens,
         input_tokens=input_tokens,
         token_source=source,
-        decode_tps=decode_tps(output_tokens, meter.first_token_ns, meter.last_token_ns),
+        # Tokens that arrived all at once (even split over two reads) have no decode speed.
+        decode_tps=None if buffered else decode,
         e2e_tps=e2e,
         chunks=meter.chunks,
-        buffered=is_buffered(output_tokens, ttft_ms, latency_ms),
+        buffered=buffered,
         cost_usd=cost,
     )

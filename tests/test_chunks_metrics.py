@@ -255,3 +255,13 @@ def test_outcome_uptime_accounting() -> None:
     assert excluded == {Outcome.RATE_LIMITED, Outcome.CLIENT_ERROR, Outcome.MONITOR_ERROR}
     assert counted & excluded == set()
     assert len(counted) + len(excluded) + 1 == len(Outcome)
+
+
+def test_buffered_stream_split_over_two_reads_still_has_no_decode_speed() -> None:
+    m = StreamMeter(t0_ns=0)
+    for i in range(300):
+        feed(m, 2000 if i < 150 else 2000.05, delta(content="tok "))
+    feed(m, 2000.05, {"choices": [], "usage": {"completion_tokens": 300}})
+    r = measure(m, 2001 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=None)
+    assert r.buffered is True
+    assert r.decode_tps is None

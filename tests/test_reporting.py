@@ -330,3 +330,28 @@ def test_report_and_status_commands(
     assert set(data["targets"][0]["windows"]) == {"5m", "30m", "1d"}
     assert main(["status", "-c", str(cfg_path)]) == 0
     assert "Alpha" in capsys.readouterr().out
+
+
+async def test_a_failed_weekly_report_is_tried_again(migrated: AsyncEngine, tmp_path: Path) -> None:
+    from monitor.daemon import Monitor
+
+    cfg = cfg_for(tmp_path)
+    attempts: list[str] = []
+
+    async def flaky_report(period: Any) -> None:
+        attempts.append(period.label)
+        if len(attempts) == 1:
+            raise OSError(28, "No space left on device")
+
+    monitor = Monitor(
+        cfg,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Store(migrated),
+        now=lambda: AFTER_W47,
+        weekly_report=flaky_report,
+    )
+    await monitor.weekly()  # fails: not recorded
+    await monitor.weekly()  # the catch-up runs it again, and it works
+    await monitor.weekly()  # done: not again
+    assert attempts == ["2026-W47", "2026-W47"]

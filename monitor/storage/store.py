@@ -254,6 +254,19 @@ class Store:
             raise StoreUnavailable(str(exc)) from exc
         return int(result.rowcount or 0)
 
+    async def job_ran(self, name: str, period: str) -> bool:
+        """A run of job `name` for `period` is recorded."""
+        try:
+            async with self.engine.connect() as conn:
+                found = await conn.scalar(
+                    select(func.count())
+                    .select_from(JobRunRow)
+                    .where(JobRunRow.name == name, JobRunRow.period == period)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return bool(found)
+
     async def claim_job_run(self, name: str, period: str, vantage: str, now: datetime) -> bool:
         """Record that job `name` runs for `period`; False when some monitor already did."""
         try:
