@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from monitor.rollup import Rollup, RollupKey
+from monitor.rollup import Rollup, RollupKey, hour_of
 from monitor.settings import scope_covers
 from monitor.sketch import LogHistogram
 from monitor.stats import Summary
@@ -56,9 +56,9 @@ def uptime_pct(
     if ok + failed < acct.min_samples:
         return None
     pct = 100.0 * ok / (ok + failed)
-    if acct.gaps_down and gap_hours:
+    if acct.gaps_down and gap_hours > 0 and data_hours > 0:
         pct *= data_hours / (data_hours + gap_hours)
-    return pct
+    return min(100.0, pct)
 
 
 def share(r: Rollup, outcome: str) -> float | None:
@@ -129,21 +129,37 @@ class RowData:
 
     total: Rollup = field(default_factory=Rollup)
     hours: dict[datetime, Rollup] = field(default_factory=dict)
-    excluded_hours: int = 0
+    excluded: set[datetime] = field(default_factory=set)
     vantages: set[str] = field(default_factory=set)
     bin_s: int = 3600
+
+    @property
+    def excluded_hours(self) -> int:
+        return len({hour_of(b) for b in self.excluded})
 
     def add(self, hour: datetime, vantage: str, r: Rollup) -> None:
         self.total.merge(r)
         self.hours.setdefault(hour, Rollup()).merge(r)
         self.vantages.add(vantage)
 
-    def gap_hours(self) -> int:
-        if not self.hours:
+    def data_hours(self) -> set[datetime]:
+        return {hour_of(b) for b, r in self.hours.items() if r.n}
+
+    def gap_hours(self, until: datetime) -> int:
+        """Hours with no probe at all from the row's first data to `until` (the period's end,
+        or now), maintenance hours left out. Before its first probe a target may not have
+        existed yet, so those hours are not counted."""
+        data = self.data_hours()
+        if not data:
             return 0
-        first, last = min(self.hours), max(self.hours)
-        span = int((last - first).total_seconds() // self.bin_s) + 1
-        return span - len(self.hours) - self.excluded_hours
+        excluded = {hour_of(b) for b in self.excluded}
+        hour, last = min(data), hour_of(until - timedelta(microseconds=1))
+        gaps = 0
+        while hour <= last:
+            if hour not in data and hour not in excluded:
+                gaps += 1
+            hour += timedelta(hours=1)
+        return gaps
 
     def by_day(self) -> dict[date, Rollup]:
         out: dict[date, Rollup] = {}
@@ -178,8 +194,8 @@ def group_rows(
             excluded[key].add(hour)
             continue
         rows[key].add(hour, vantage, r)
-    for key, hours in excluded.items():
-        rows[key].excluded_hours = len(hours)
+    for key, bins in excluded.items():
+        rows[key].excluded = bins
     return dict(rows)
 
 

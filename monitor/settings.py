@@ -37,7 +37,6 @@ class UptimeSettings(Section):
     failure_outcomes: tuple[FailureOutcome, ...] = FAILURE_OUTCOMES
     maintenance: Literal["exclude", "include"] = "exclude"
     gaps: Literal["ignore", "down"] = "ignore"
-    gap_after_s: PositiveSeconds = 900.0
 
 
 class ReportSettings(Section):

@@ -355,3 +355,28 @@ async def test_a_failed_weekly_report_is_tried_again(migrated: AsyncEngine, tmp_
     await monitor.weekly()  # the catch-up runs it again, and it works
     await monitor.weekly()  # done: not again
     assert attempts == ["2026-W47", "2026-W47"]
+
+
+def test_gaps_count_as_down_only_when_asked_and_never_above_100() -> None:
+    # Probes in hours 0-1 and 4-5 of a 6-hour period; hours 2-3 have none. Hour 0 in maintenance.
+    probes = [
+        result(started_at=T0 + timedelta(hours=h, minutes=10 * i))
+        for h in (0, 1, 4, 5)
+        for i in range(6)
+    ]
+    period = span_period(T0, T0 + timedelta(hours=6))
+    window = Window(T0, T0 + timedelta(hours=1))
+    down = Accounting(FAIL, 1, exclude_maintenance=True, gaps_down=True)
+    r = build_model_report(
+        "acme/model-1", period, fold(probes), acct=down, now=AFTER_W47, windows=[window]
+    )
+    assert r.rows[0].uptime_pct == pytest.approx(100 * 3 / 5)  # 3 hours with data, 2 without
+    ignored = build_model_report(
+        "acme/model-1", period, fold(probes), acct=ACCT, now=AFTER_W47, windows=[window]
+    )
+    assert ignored.rows[0].uptime_pct == 100.0
+    # Fine bins of a short period do not turn the space between probes into downtime.
+    short = span_period(T0 + timedelta(hours=4), T0 + timedelta(hours=4, minutes=50))
+    fine = fold([p for p in probes if p.started_at >= short.start], 30)
+    r = build_model_report("acme/model-1", short, fine, acct=down, now=AFTER_W47, bin_s=30)
+    assert r.rows[0].uptime_pct == 100.0

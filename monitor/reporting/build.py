@@ -47,13 +47,13 @@ def _count(r: Rollup, outcomes: Iterable[str]) -> int:
 
 
 def provider_row(
-    key: RowKey, data: RowData, acct: Accounting, info: TargetInfo | None
+    key: RowKey, data: RowData, acct: Accounting, info: TargetInfo | None, until: datetime
 ) -> ProviderRow:
     model, provider, route, workload = key
     t = data.total
     info = info or TargetInfo()
     failures = _count(t, acct.failure_outcomes)
-    gap_hours = data.gap_hours()
+    gap_hours = data.gap_hours(until)
     rl = share(t, "rate_limited")
     return ProviderRow(
         model=model,
@@ -70,7 +70,7 @@ def provider_row(
         rate_limited=t.outcomes.get("rate_limited", 0),
         client_errors=t.outcomes.get("client_error", 0),
         monitor_errors=t.outcomes.get("monitor_error", 0),
-        uptime_pct=uptime_pct(t, acct, gap_hours, len(data.hours)),
+        uptime_pct=uptime_pct(t, acct, gap_hours, len(data.data_hours())),
         rate_limited_pct=None if rl is None else 100 * rl,
         failure_pct=100 * failures / t.n if t.n else None,
         ttft_ms=(summary_of(t.histograms.get("ttft_ms"))),
@@ -204,7 +204,7 @@ def build_model_report(
     )
     info = info or {}
     rows = [
-        provider_row(key, data, acct, info.get(key[:3]))
+        provider_row(key, data, acct, info.get(key[:3]), min(period.end, now))
         for key, data in rows_data.items()
         if data.total.n
     ]
