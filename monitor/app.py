@@ -46,6 +46,7 @@ from monitor.storage.alerts import AlertStore
 from monitor.storage.database import (
     DatabaseError,
     Engine,
+    connected,
     head_revision,
     make_engine,
     require_migrated,
@@ -215,11 +216,8 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> in
 
 
 async def db_upgrade(cfg: Config, out: TextIO) -> None:
-    engine = make_engine(cfg.database_url.reveal())
-    try:
+    async with connected(cfg.database_url.reveal(), migrated=False) as engine:
         before, after = await upgrade(engine)
-    finally:
-        await engine.dispose()
     if before == after:
         out.write(f"database already at revision {after}\n")
     else:
@@ -228,16 +226,8 @@ async def db_upgrade(cfg: Config, out: TextIO) -> None:
 
 async def check_database(cfg: Config) -> str:
     """Reach the database and check its schema; raises DatabaseError with what to do."""
-    engine = make_engine(cfg.database_url.reveal())
-    try:
-        async with asyncio.timeout(15):
-            await require_migrated(engine)
-    except DatabaseError:
-        raise
-    except Exception as exc:  # driver errors of every kind: say what failed, not a trace
-        raise DatabaseError(f"cannot reach the database: {short_message(str(exc))}") from None
-    finally:
-        await engine.dispose()
+    async with connected(cfg.database_url.reveal()):
+        pass
     return f"database reachable, schema at revision {head_revision()}"
 
 
@@ -294,12 +284,8 @@ async def incidents(
     as_json: bool = False,
 ) -> int:
     """`provmon incidents`: incidents overlapping [since, now], oldest first."""
-    engine = make_engine(cfg.database_url.reveal())
-    try:
-        await require_migrated(engine)
+    async with connected(cfg.database_url.reveal()) as engine:
         found = await AlertStore(engine).incidents(since=since, open_only=open_only)
-    finally:
-        await engine.dispose()
     if as_json:
         for incident in found:
             out.write(json.dumps(incident.to_json()) + "\n")
@@ -413,14 +399,10 @@ async def report(
     out_dir: Path | None = None,
 ) -> int:
     """`provmon report`: write the period's report per model; print where each file is."""
-    engine = make_engine(cfg.database_url.reveal())
-    try:
-        await require_migrated(engine)
+    async with connected(cfg.database_url.reveal()) as engine:
         written = await make_reports(
             engine, cfg, period, utc_now(), models=models, formats=formats, out_dir=out_dir
         )
-    finally:
-        await engine.dispose()
     if not written:
         out.write(f"no probes in {period.label}: no report written\n")
         return 1
@@ -434,10 +416,8 @@ async def report(
 
 async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
     """Every target's state and 5m / 30m / 1d numbers, and the per-model summary."""
-    engine = make_engine(cfg.database_url.reveal())
     now = utc_now()
-    try:
-        await require_migrated(engine)
+    async with connected(cfg.database_url.reveal()) as engine:
         recent, day, states = await asyncio.gather(
             probes_between(engine, now - timedelta(minutes=30), now + timedelta(1)),
             rollups_between(
@@ -445,8 +425,6 @@ async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
             ),
             alert_states(engine),
         )
-    finally:
-        await engine.dispose()
     statuses = target_status(
         [t.target_key for t in cfg.targets], recent, day, states, now, accounting(cfg)
     )

@@ -124,6 +124,7 @@ class _PriceFields(_Model):
 
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
+DATABASE_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
 class DatabaseSettings(_Model):
@@ -372,6 +373,11 @@ def parse_config(
     database_url = Secret(raw.database.url)
     if raw.database.url_env is not None:
         database_url = secret(raw.database.url_env, "database.url_env") or database_url
+        if not database_url.reveal().startswith(DATABASE_DRIVERS):
+            problems.append(
+                f"database.url_env: the URL in {raw.database.url_env} must start with "
+                + " or ".join(DATABASE_DRIVERS)
+            )
     channels = []
     for i, ch in enumerate(raw.alerts.channels):
         where = f"alerts.channels[{i}]"

@@ -219,3 +219,21 @@ def test_demo_runs_and_compares_providers(capsys: pytest.CaptureFixture[str]) ->
         assert provider in out
     assert "uptime%" in out
     assert "rate_limited" in out or "rate_ltd%" in out
+
+
+def test_database_trouble_is_a_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "provmon.toml"
+    cfg.write_text('[database]\nurl = "postgresql+asyncpg://nobody@127.0.0.1:1/none"\n')
+    for command in (["status"], ["report"], ["incidents"], ["check"], ["db", "upgrade"]):
+        assert main([*command, "-c", str(cfg)]) == 1, command
+        err = capsys.readouterr().err
+        assert "cannot reach the database" in err, (command, err)
+        assert "Traceback" not in err
+    monkeypatch.setenv("DB_URL", "postgresql://u:secret@127.0.0.1/db")
+    cfg.write_text('[database]\nurl_env = "DB_URL"\n')
+    assert main(["check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "database.url_env: the URL in DB_URL must start with" in err
+    assert "secret" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator
@@ -14,8 +15,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from monitor.redact import short_message
+from monitor.storage.store import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 Engine = AsyncEngine
@@ -118,6 +123,41 @@ async def require_migrated(engine: AsyncEngine) -> None:
         raise DatabaseError(
             f"the database is {state}, provmon needs revision {head}: run `provmon db upgrade`"
         )
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    url: str, *, migrated: bool = True, timeout_s: float = 15.0
+) -> AsyncIterator[AsyncEngine]:
+    """An engine for one command, reachable (and migrated, unless `migrated=False`), disposed
+    after. Every database failure — a bad URL, a refused connection, an error mid-query —
+    becomes a DatabaseError with a one-line reason, never a traceback."""
+
+    def reason(exc: BaseException) -> str:
+        return short_message(str(exc) or type(exc).__name__, [url])
+
+    try:
+        engine = make_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise DatabaseError(f"cannot use the database URL: {reason(exc)}") from None
+    try:
+        try:
+            async with asyncio.timeout(timeout_s):
+                if migrated:
+                    await require_migrated(engine)
+                else:
+                    async with engine.connect() as conn:
+                        await ping(conn)
+        except DatabaseError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError, ImportError) as exc:
+            raise DatabaseError(f"cannot reach the database: {reason(exc)}") from None
+        try:
+            yield engine
+        except (SQLAlchemyError, OSError, StoreUnavailable) as exc:
+            raise DatabaseError(f"database error: {reason(exc)}") from None
+    finally:
+        await engine.dispose()
 
 
 def _lock_key(name: str) -> int:
