@@ -61,13 +61,18 @@ def parse_endpoints(doc: Any) -> list[Endpoint]:
     return out
 
 
+def _comment(value: str) -> str:
+    """Provider text made safe for a TOML comment: no line breaks or control characters."""
+    return "".join(ch if ch.isprintable() else " " for ch in value)
+
+
 def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
 def to_toml(model: str, endpoints: list[Endpoint], workloads: tuple[str, ...] = ("short",)) -> str:
     """A `[[targets]]` entry for the OpenRouter route, and a commented note per provider."""
-    lines = [f"# {len(endpoints)} providers serve {model} on OpenRouter"]
+    lines = [f"# {len(endpoints)} providers serve {_comment(model)} on OpenRouter"]
     for e in endpoints:
         price = (
             f"${e.input_price_per_mtok:g}/${e.output_price_per_mtok:g} per M tokens in/out"
@@ -75,8 +80,8 @@ def to_toml(model: str, endpoints: list[Endpoint], workloads: tuple[str, ...] = 
             else "price unknown"
         )
         ctx = f"{e.context_length:,} context" if e.context_length else "context unknown"
-        quant = f", {e.quantization}" if e.quantization else ""
-        lines.append(f"#   {e.provider}: {ctx}, {price}{quant}")
+        quant = f", {_comment(e.quantization)}" if e.quantization else ""
+        lines.append(f"#   {_comment(e.provider)}: {ctx}, {price}{quant}")
     names = ", ".join(_toml_str(e.provider) for e in endpoints)
     lines += [
         "[[targets]]",

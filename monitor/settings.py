@@ -10,8 +10,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.scheduler import cron_next
-
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 FailureOutcome = Literal[
@@ -97,6 +95,8 @@ class MaintenanceWindow(Section):
             raise ValueError("cron needs five fields: minute hour day month weekday")
         else:
             try:
+                from monitor.scheduler import cron_next  # cron arithmetic lives there
+
                 cron_next(self.cron, datetime(2000, 1, 1, tzinfo=UTC))
             except ValueError as exc:
                 raise ValueError(f"cron {self.cron!r}: {exc}") from None

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from monitor.alerts.model import TargetKey
-from monitor.scheduler import cron_next
 from monitor.settings import MaintenanceWindow, scope_covers
 
 
@@ -26,6 +25,8 @@ def is_open(window: MaintenanceWindow, now: datetime) -> bool:
     if window.cron is None or window.duration_s is None:
         return False
     duration = timedelta(seconds=window.duration_s)
+    from monitor.scheduler import cron_next  # the only module that may load APScheduler
+
     fire = cron_next(window.cron, now - duration + timedelta(microseconds=1))
     return fire is not None and fire <= now
 
