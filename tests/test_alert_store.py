@@ -23,7 +23,7 @@ from monitor.alerts.delivery import OutboxSender, backoff_s
 from monitor.alerts.evaluator import Evaluator
 from monitor.alerts.model import MASS_FAILURE_KIND, IncidentKind, OutboxStatus, Status
 from monitor.config import Config, Secret, parse_config
-from monitor.results import Outcome
+from monitor.results import Outcome, ProbeResult
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import make_engine, upgrade
 from monitor.storage.store import Store
@@ -417,3 +417,63 @@ async def test_incidents_command(tmp_path: Path, clock: Clock) -> None:
     out = io.StringIO()
     await app.incidents(cfg, out, since=T0 + timedelta(days=1), as_json=True)
     assert out.getvalue().splitlines() == [json.dumps(doc)]  # the open one still counts
+
+
+async def test_a_target_far_behind_does_not_starve_the_others(tmp_path: Path) -> None:
+    """One target probed every 6 h, 19 every minute: after 300 minutes three of the busy ones
+    fail three times and must go DOWN, however far behind the slow one's mark is."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from monitor.alerts.evaluator import Evaluator
+    from monitor.config import parse_config
+    from monitor.storage.alerts import AlertStore
+    from monitor.storage.database import make_engine, upgrade
+    from monitor.storage.store import Store
+
+    targets: list[dict[str, object]] = [
+        {"route": "direct", "model": "m", "provider": f"P{i}", "base_url": "http://x/v1"}
+        for i in range(20)
+    ]
+    targets[0]["interval_s"] = 6 * 3600
+    cfg = parse_config(
+        {
+            "vantage": "here",
+            "targets": targets,
+            "database": {"url": f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"},
+        },
+        {},
+    )
+    engine = make_engine(cfg.database_url.reveal())
+    await upgrade(engine)
+    store = Store(engine)
+    now = datetime.now(UTC)
+    clock = [now - timedelta(hours=5)]
+    evaluator = Evaluator(cfg, AlertStore(engine), now=lambda: clock[0])
+
+    def probe(provider: str, at: datetime, **kw: object) -> tuple[str, ProbeResult]:
+        return uuid.uuid4().hex, result(
+            model="m", provider=provider, vantage="here", started_at=at, **kw
+        )
+
+    await store.insert_probes([probe("P0", now - timedelta(hours=5))])
+    await evaluator.evaluate()
+    for m in range(300, 0, -1):
+        at = now - timedelta(minutes=m)
+        await store.insert_probes([probe(f"P{i}", at) for i in range(1, 20)])
+        if m % 10 == 0:
+            clock[0] = at + timedelta(seconds=1)
+            await evaluator.evaluate()
+    for k in range(3):
+        at = now + timedelta(seconds=k)
+        await store.insert_probes(
+            [
+                probe(f"P{i}", at, outcome=Outcome.SERVER_ERROR, error_kind="http.503")
+                for i in (1, 2, 3)
+            ]
+            + [probe(f"P{i}", at) for i in range(4, 20)]
+        )
+    clock[0] = now + timedelta(seconds=10)
+    await evaluator.evaluate()
+    assert len(await AlertStore(engine).incidents(open_only=True)) == 3
+    await engine.dispose()
