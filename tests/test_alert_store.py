@@ -477,3 +477,45 @@ async def test_a_target_far_behind_does_not_starve_the_others(tmp_path: Path) ->
     await evaluator.evaluate()
     assert len(await AlertStore(engine).incidents(open_only=True)) == 3
     await engine.dispose()
+
+
+async def test_slow_sends_never_let_a_second_monitor_send_the_same_row(tmp_path: Path) -> None:
+    """Eight notifications, each taking 9 s to send: by the seventh the first ones' claim is
+    older than the 60 s lease, and another monitor's sender looks for abandoned rows."""
+    from datetime import UTC
+
+    from monitor.alerts.model import IncidentKind, OutboxStatus
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+    await upgrade(engine)
+    store = AlertStore(engine)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    async with store.unit() as u:
+        for i in range(8):
+            inc = await u.open_incident(IncidentKind.MONITOR, None, f"v{i}", t0, t0)
+            payload = {"status": "firing", "alerts": [{"labels": {}, "annotations": {}}]}
+            await u.add_outbox(inc.id, "firing", "oncall", payload, OutboxStatus.PENDING, t0)
+    clock = [t0]
+    sent: list[str] = []
+
+    class SlowWebhook:
+        name = "oncall"
+        timeout_s = 10.0
+
+        def __init__(self, who: str) -> None:
+            self.who = who
+
+        async def send(self, payload: dict[str, Any]) -> None:
+            clock[0] += timedelta(seconds=9)
+            sent.append(self.who)
+            if self.who == "A" and len(sent) == 7:
+                await b.run_once()
+
+    cfg = parse_config(
+        {"alerts": {"channels": [{"name": "oncall", "type": "webhook", "url": "http://h/x"}]}}, {}
+    )
+    a = OutboxSender(store, {"oncall": SlowWebhook("A")}, cfg.alerts, "A", now=lambda: clock[0])  # type: ignore[dict-item]
+    b = OutboxSender(store, {"oncall": SlowWebhook("B")}, cfg.alerts, "B", now=lambda: clock[0])  # type: ignore[dict-item]
+    await a.run_once()
+    assert len(sent) == 8
+    await engine.dispose()

@@ -111,6 +111,12 @@ class OutboxSender:
             log.error("outbox %d: no channel %r in the config", item.id, item.channel)
             await self._finish(item, OutboxStatus.FAILED, error="no such channel")
             return
+        # The claim is renewed right before each send, so a row that waited behind slow
+        # sends of the same batch is never sent by a second monitor whose lease check saw it
+        # as abandoned.
+        if not await self._store.renew(item.id, self.claimer, self._now()):
+            log.warning("outbox %d: claim lost to another sender; not sending", item.id)
+            return
         try:
             await notifier.send(item.payload)
         except ChannelError as exc:

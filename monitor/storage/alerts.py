@@ -551,6 +551,20 @@ class AlertStore:
             for r in rows
         ]
 
+    async def renew(self, item_id: int, claimer: str, now: datetime) -> bool:
+        """Refresh a claim right before sending; False when another sender took it over."""
+        async with self.unit() as u:
+            result = await u.conn.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id == item_id,
+                    OutboxRow.claimed_by == claimer,
+                    OutboxRow.status == OutboxStatus.SENDING.value,
+                )
+                .values(claimed_at=now)
+            )
+        return bool(result.rowcount)
+
     async def finish(
         self,
         item_id: int,
