@@ -115,9 +115,15 @@ class OpenRouterSettings(_Model):
     api_key_env: EnvName | None = "OPENROUTER_API_KEY"
 
 
-class _PriceFields(_Model):
+class ProviderInfo(_Model):
+    """What a report shows of a provider beyond measurements: context length and prices."""
+
+    context_length: Annotated[int, Field(ge=1)] | None = None
     input_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
     output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+
+
+class _PriceFields(ProviderInfo):
     stream_options: bool = True
     workloads: tuple[str, ...] = ("short",)
     interval_s: PositiveSeconds | None = None
@@ -170,6 +176,14 @@ class OpenRouterTarget(_PriceFields):
     route: Literal["openrouter"]
     model: Annotated[str, Field(min_length=1)]
     providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    info: dict[str, ProviderInfo] = {}
+
+    @model_validator(mode="after")
+    def _info_for_listed_providers(self) -> OpenRouterTarget:
+        unknown = sorted(set(self.info) - set(self.providers))
+        if unknown:
+            raise ValueError(f"info for providers not in providers: {', '.join(unknown)}")
+        return self
 
 
 TargetEntry = Annotated[DirectTarget | OpenRouterTarget, Field(discriminator="route")]
@@ -218,6 +232,7 @@ class Target:
     stream_options: bool = True
     workloads: tuple[str, ...] = ("short",)
     interval_s: float = 60.0
+    context_length: int | None = None
 
     @property
     def key(self) -> str:
@@ -331,15 +346,20 @@ def parse_config(
         secret(raw.openrouter.api_key_env, "openrouter.api_key_env") if need_openrouter else None
     )
     targets: list[Target] = []
+
+    def prices_of(info: ProviderInfo) -> Prices | None:
+        if info.input_price_per_mtok is None and info.output_price_per_mtok is None:
+            return None
+        return Prices(info.input_price_per_mtok or 0.0, info.output_price_per_mtok or 0.0)
+
     for i, entry in enumerate(raw.targets):
-        prices = None
-        if entry.input_price_per_mtok is not None or entry.output_price_per_mtok is not None:
-            prices = Prices(entry.input_price_per_mtok or 0.0, entry.output_price_per_mtok or 0.0)
+        prices = prices_of(entry)
         common: dict[str, Any] = {
             "prices": prices,
             "stream_options": entry.stream_options,
             "workloads": entry.workloads,
             "interval_s": entry.interval_s or raw.schedule.interval_s,
+            "context_length": entry.context_length,
         }
         if isinstance(entry, DirectTarget):
             targets.append(
@@ -355,6 +375,11 @@ def parse_config(
             )
         else:
             for provider in entry.providers:
+                own = entry.info.get(provider)
+                overrides: dict[str, Any] = {}
+                if own is not None:
+                    overrides["context_length"] = own.context_length or entry.context_length
+                    overrides["prices"] = prices_of(own) or prices
                 targets.append(
                     Target(
                         model=entry.model,
@@ -363,7 +388,7 @@ def parse_config(
                         base_url=raw.openrouter.base_url.rstrip("/"),
                         request_model=entry.model,
                         api_key=openrouter_key,
-                        **common,
+                        **(common | overrides),
                     )
                 )
     seen: dict[str, int] = {}

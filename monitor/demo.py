@@ -26,7 +26,7 @@ DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
 
 def demo_config(
     openrouter_base_url: str,
-    direct: dict[str, tuple[str, float, float]],
+    direct: dict[str, tuple[str, float, float, int]],
     *,
     db_path: Path,
     interval_s: float,
@@ -35,7 +35,8 @@ def demo_config(
     """Config for the demo: each simulated provider probed directly
     and through the OpenRouter-like front, stored in SQLite at `db_path`.
 
-    `direct` maps provider name → (base URL, input and output USD per million tokens).
+    `direct` maps provider name → (base URL, input and output USD per million tokens, context
+    length).
     """
     targets: list[dict[str, Any]] = [
         {
@@ -45,9 +46,10 @@ def demo_config(
             "base_url": url,
             "input_price_per_mtok": price_in,
             "output_price_per_mtok": price_out,
+            "context_length": context,
             "workloads": ["demo"],
         }
-        for name, (url, price_in, price_out) in direct.items()
+        for name, (url, price_in, price_out, context) in direct.items()
     ]
     targets.append(
         {
@@ -55,6 +57,7 @@ def demo_config(
             "model": DEMO_MODEL,
             "providers": list(direct),
             "workloads": ["demo"],
+            "info": {name: {"context_length": v[3]} for name, v in direct.items()},
         }
     )
     doc: dict[str, Any] = {
@@ -117,7 +120,12 @@ async def demo(
         cfg = demo_config(
             sim.openrouter_base_url,
             {
-                p.name: (sim.direct_base_url(p.slug), p.input_usd_per_mtok, p.output_usd_per_mtok)
+                p.name: (
+                    sim.direct_base_url(p.slug),
+                    p.input_usd_per_mtok,
+                    p.output_usd_per_mtok,
+                    p.context_length,
+                )
                 for p in farm.profiles
             },
             db_path=db_path,

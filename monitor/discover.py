@@ -90,4 +90,14 @@ def to_toml(model: str, endpoints: list[Endpoint], workloads: tuple[str, ...] = 
         f"providers = [{names}]",
         f"workloads = [{', '.join(_toml_str(w) for w in workloads)}]",
     ]
+    for e in endpoints:
+        info = []
+        if e.context_length:
+            info.append(f"context_length = {e.context_length}")
+        if e.input_price_per_mtok is not None:
+            info.append(f"input_price_per_mtok = {e.input_price_per_mtok:g}")
+        if e.output_price_per_mtok is not None:
+            info.append(f"output_price_per_mtok = {e.output_price_per_mtok:g}")
+        if info:
+            lines += [f"[targets.info.{_toml_str(e.provider)}]", *info]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
+from monitor.config import parse_config
 from monitor.simulator import DEMO_MODEL, Simulator
 from tests.conftest import SIM_THREAD_KEY as KEY
 
@@ -159,6 +160,12 @@ def test_discover_prints_loadable_toml(
     assert target["route"] == "openrouter"
     assert target["model"] == DEMO_MODEL
     assert {"plain", "comments", "http-500"} <= set(target["providers"])
+    assert target["info"]["plain"]["context_length"] > 0
+    # What discover prints is a valid config: prices and context reach each target.
+    cfg = parse_config(doc, {"OPENROUTER_API_KEY": "k"})
+    plain = next(t for t in cfg.targets if t.provider == "plain")
+    assert plain.context_length == target["info"]["plain"]["context_length"]
+    assert plain.prices is not None
 
 
 def test_discover_unknown_model_is_a_clear_error(

@@ -68,7 +68,7 @@ def _target_info(cfg: Config) -> dict[tuple[str, str, str], TargetInfo]:
     out = {}
     for t in cfg.targets:
         out[(t.model, t.provider, t.route)] = TargetInfo(
-            context_length=None,
+            context_length=t.context_length,
             input_price_per_mtok=t.prices.input_per_mtok if t.prices else None,
             output_price_per_mtok=t.prices.output_per_mtok if t.prices else None,
         )
