@@ -371,8 +371,9 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                         await asyncio.wait_for(stop.wait(), cfg.schedule.status_every_s)
                     log_status(monitor, writer, scheduler)
                 log.info("stopping: no new probes")
-                scheduler.shutdown()
+                scheduler.pause()  # no new runs; those in flight finish (drain) first
                 await monitor.drain(cfg.schedule.drain_s)
+                scheduler.shutdown()
                 await writer.close()
                 await alerting.stop()
                 log_status(monitor, writer, scheduler)

@@ -76,6 +76,22 @@ def cron_next(expr: str, at_or_after: datetime) -> datetime | None:
     return fire
 
 
+class GridIntervalTrigger(IntervalTrigger):  # type: ignore[misc]
+    """An interval trigger whose jitter does not accumulate: each run is a random delay after
+    a slot on the start + k × interval grid. (APScheduler 3 adds the interval to the previous
+    *jittered* time, so the real period drifts to interval + jitter / 2.)"""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is not None:
+            since = (previous_fire_time - self.start_date).total_seconds()
+            step = self.interval_length
+            previous_fire_time = self.start_date + timedelta(seconds=since // step * step)
+        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        return fire
+
+
 class Scheduler:
     def __init__(self) -> None:
         self._sched = AsyncIOScheduler(timezone=UTC)
@@ -112,7 +128,7 @@ class Scheduler:
         start = datetime.now(UTC) + timedelta(seconds=first_in_s)
         self._sched.add_job(
             func,
-            IntervalTrigger(seconds=interval_s, start_date=start, jitter=jitter_s or None),
+            GridIntervalTrigger(seconds=interval_s, start_date=start, jitter=jitter_s or None),
             id=job_id,
             max_instances=1,
             coalesce=True,
@@ -135,8 +151,13 @@ class Scheduler:
     def start(self) -> None:
         self._sched.start()
 
+    def pause(self) -> None:
+        """Start no more runs; runs in flight go on (the daemon drains them, then shuts down)."""
+        if self._sched.running:
+            self._sched.pause()
+
     def shutdown(self) -> None:
-        """Stop starting jobs; runs in flight are left to the caller to drain."""
+        """Stop the scheduler. APScheduler cancels runs still in flight: drain them first."""
         if self._sched.running:
             self._sched.shutdown(wait=False)
 
