@@ -46,3 +46,23 @@ def setup_logging(level: int = logging.INFO, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     # APScheduler warns on every skipped overlapping run; provmon counts those in its status.
     logging.getLogger("apscheduler").setLevel(max(level, logging.ERROR))
+
+
+class OnceWhileFailing:
+    """Logs a failure once when it starts (WARNING) and once when it ends (INFO); the retries
+    in between go to DEBUG, so a long database outage does not flood the log."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        level = logging.DEBUG if self.failing else logging.WARNING
+        self._log.log(level, "%s: %s", self._what, exc)
+        self.failing = True
+
+    def ok(self) -> None:
+        if self.failing:
+            self._log.info("%s: working again", self._what)
+        self.failing = False

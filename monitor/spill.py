@@ -61,11 +61,12 @@ class SpillFile:
         with self._lock:
             SpillFile(self.rejected_path)._append(records)
 
-    def read(self) -> tuple[list[SpillRecord], int]:
-        """Every complete record, and the byte offset just past the last complete line."""
+    def read(self, max_bytes: int | None = None) -> tuple[list[SpillRecord], int]:
+        """Complete records from the start of the file (at most about `max_bytes` of them), and
+        the byte offset just past the last one read."""
         try:
-            with self._lock:
-                data = self.path.read_bytes()
+            with self._lock, self.path.open("rb") as f:
+                data = f.read() if max_bytes is None else f.read(max_bytes)
         except FileNotFoundError:
             return [], 0
         end = data.rfind(b"\n") + 1  # a torn last line (no newline yet) is left alone

@@ -20,6 +20,7 @@ from monitor.spill import SpillFile, SpillRecord
 from monitor.storage.store import Store, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
+REPLAY_SLICE_BYTES = 4 * 1024 * 1024  # about 4,000 records
 
 
 @dataclass(slots=True)
@@ -132,7 +133,8 @@ class ProbeWriter:
                 self.stats.rejected += 1
                 return True
         except (StoreUnavailable, TimeoutError) as exc:
-            log.warning("database unavailable: %s", exc)
+            # Said once when it goes away (by _write); retries while it is away stay quiet.
+            (log.debug if self._db_down else log.warning)("database unavailable: %s", exc)
             return False
         mid = len(batch) // 2
         return await self._store_batch(batch[:mid]) and await self._store_batch(batch[mid:])
@@ -159,22 +161,31 @@ class ProbeWriter:
         self._next_retry = time.monotonic() + self._retry_interval_s
 
     async def _try_replay(self) -> None:
-        """Database down: when it is time, replay the spill; on success resume direct writes.
-        Replays are idempotent (probe ids), so a chunk stored twice is stored once."""
+        """Database down: when it is time, replay the spill a slice at a time (memory stays
+        bounded however long the outage was); when it is empty, resume direct writes.
+        Replays are idempotent (probe ids), so a slice stored twice is stored once."""
         if not self._db_down or time.monotonic() < self._next_retry:
             return
-        records, offset = await asyncio.to_thread(self._spill.read)
-        for start in range(0, len(records), self._batch_max):
-            chunk = records[start : start + self._batch_max]
-            if not await self._store_batch(chunk):
-                self.stats.db_failures += 1
-                self._next_retry = time.monotonic() + self._retry_interval_s
-                return
-            self.stats.replayed += len(chunk)
-        await asyncio.to_thread(self._spill.drop_through, offset)
+        if not await self._store.ping():
+            self._next_retry = time.monotonic() + self._retry_interval_s
+            return
+        replayed = 0
+        while True:
+            records, offset = await asyncio.to_thread(self._spill.read, REPLAY_SLICE_BYTES)
+            if offset == 0:
+                break  # empty, or only a torn last line (the next append completes it)
+            for start in range(0, len(records), self._batch_max):
+                chunk = records[start : start + self._batch_max]
+                if not await self._store_batch(chunk):
+                    self.stats.db_failures += 1
+                    self._next_retry = time.monotonic() + self._retry_interval_s
+                    return
+                self.stats.replayed += len(chunk)
+            replayed += len(records)
+            await asyncio.to_thread(self._spill.drop_through, offset)
         self._db_down = self._spill.size() > 0
-        if records:
-            log.warning("database back: replayed %d spilled probes", len(records))
+        if replayed:
+            log.warning("database back: replayed %d spilled probes", replayed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="probe-writer")

@@ -95,8 +95,10 @@ def test_sigterm_drains_and_exits_zero(threaded_sim: Simulator, tmp_path: Path) 
     assert SIM_THREAD_KEY not in json.dumps(logs)
     stored = sqlite_count(db)
     served = [t for t in threaded_sim.farm.truth if t.closed_by == "server"]
-    # Every request the simulator answered in full became a stored probe.
+    # Every request the simulator answered in full became a stored probe, and SIGTERM let
+    # the probes in flight finish: none was cut off by the monitor.
     assert stored == len(served)
+    assert [t for t in threaded_sim.farm.truth if t.closed_by == "client"] == []
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from monitor.alerts.channels import ChannelError, Notifier
 from monitor.alerts.model import OutboxItem, OutboxStatus
+from monitor.logs import OnceWhileFailing
 from monitor.probe import utc_now
 from monitor.settings import AlertSettings
 from monitor.storage.alerts import AlertStore
@@ -66,6 +67,7 @@ class OutboxSender:
         self.lease_s = max(60.0, 3 * max(timeouts))
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._outage = OnceWhileFailing(log, "outbox unavailable")
         self.stats = SenderStats()
 
     def wake(self) -> None:
@@ -165,7 +167,8 @@ class OutboxSender:
             try:
                 while await self.run_once():
                     pass
+                self._outage.ok()
             except StoreUnavailable as exc:
-                log.warning("outbox unavailable: %s", exc)
+                self._outage.failed(exc)
             except Exception:  # a bug of ours: keep sending
                 log.exception("outbox sender failed")

@@ -14,6 +14,7 @@ from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.delivery import OutboxSender, claimer_id
 from monitor.alerts.evaluator import Evaluator, PassReport
 from monitor.config import Config
+from monitor.logs import OnceWhileFailing
 from monitor.probe import utc_now
 from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
@@ -39,6 +40,10 @@ class Alerting:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self._eval_outage = OnceWhileFailing(
+            log, "alert evaluation postponed, database unavailable"
+        )
+        self._remind_outage = OnceWhileFailing(log, "reminders postponed, database unavailable")
         self.sender = OutboxSender(
             store,
             notifiers,
@@ -67,16 +72,20 @@ class Alerting:
 
     async def evaluate(self) -> PassReport | None:
         try:
-            return await self.evaluator.evaluate()
+            report = await self.evaluator.evaluate()
         except StoreUnavailable as exc:
-            log.warning("alert evaluation postponed, database unavailable: %s", exc)
+            self._eval_outage.failed(exc)
             return None
+        self._eval_outage.ok()
+        return report
 
     async def remind(self) -> None:
         try:
             await self.evaluator.remind()
         except StoreUnavailable as exc:
-            log.warning("reminders postponed, database unavailable: %s", exc)
+            self._remind_outage.failed(exc)
+        else:
+            self._remind_outage.ok()
 
     async def check_connectivity(self) -> None:
         if self.connectivity is not None:
@@ -87,7 +96,7 @@ class Alerting:
         try:
             return await self.sender.run_once()
         except StoreUnavailable as exc:
-            log.warning("outbox unavailable: %s", exc)
+            self._eval_outage.failed(exc)
             return 0
 
     async def _evaluate_loop(self) -> None:

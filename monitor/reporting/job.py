@@ -19,7 +19,6 @@ from monitor.aggregate import Accounting
 from monitor.config import Config
 from monitor.maintenance import expand
 from monitor.reporting.build import TargetInfo, build_model_report
-from monitor.reporting.charts import report_charts
 from monitor.reporting.model import Incident, ModelReport, report_from_json
 from monitor.reporting.output import write_report
 from monitor.reporting.periods import Period
@@ -163,6 +162,13 @@ async def build_reports(
     return reports
 
 
+def _draw(report: ModelReport) -> dict[str, bytes]:
+    """Runs in a worker: matplotlib is imported there, never in the daemon's own process."""
+    from monitor.reporting.charts import report_charts
+
+    return report_charts(report)
+
+
 async def draw_charts(reports: Sequence[ModelReport]) -> list[dict[str, bytes]]:
     """Charts of every report, drawn in worker processes: matplotlib is CPU-bound and would
     otherwise stall the daemon's event loop (and its probe timings) for seconds."""
@@ -173,13 +179,11 @@ async def draw_charts(reports: Sequence[ModelReport]) -> list[dict[str, bytes]]:
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return list(
-                await asyncio.gather(
-                    *(loop.run_in_executor(pool, report_charts, r) for r in reports)
-                )
+                await asyncio.gather(*(loop.run_in_executor(pool, _draw, r) for r in reports))
             )
     except (BrokenProcessPool, OSError) as exc:
         log.warning("chart workers unavailable (%s); drawing in this process", exc)
-        return [report_charts(r) for r in reports]
+        return [_draw(r) for r in reports]
 
 
 async def make_reports(
