@@ -44,7 +44,7 @@ class ProbeWriter:
         spill: SpillFile,
         *,
         max_queue: int = 20_000,
-        batch_max: int = 1_000,
+        batch_max: int = 5_000,
         flush_interval_s: float = 0.25,
         retry_interval_s: float = 2.0,
         db_timeout_s: float = 30.0,
