@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from monitor.rollup import Rollup, RollupKey, hour_of
+from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
 from monitor.settings import scope_covers
 from monitor.sketch import LogHistogram
 from monitor.stats import Summary
@@ -127,7 +127,6 @@ RowKey = tuple[str, str, str, str]
 class RowData:
     """One row's rollups: the total, and per bin (an hour, or finer for short periods)."""
 
-    total: Rollup = field(default_factory=Rollup)
     hours: dict[datetime, Rollup] = field(default_factory=dict)
     excluded: set[datetime] = field(default_factory=set)
     vantages: set[str] = field(default_factory=set)
@@ -137,10 +136,26 @@ class RowData:
     def excluded_hours(self) -> int:
         return len({hour_of(b) for b in self.excluded})
 
+    _total: Rollup | None = None
+
+    @property
+    def total(self) -> Rollup:
+        """Every bin summed (computed once, after all bins were added)."""
+        if self._total is None:
+            self._total = merge_rollups(self.hours.values())
+        return self._total
+
     def add(self, hour: datetime, vantage: str, r: Rollup) -> None:
-        self.total.merge(r)
-        self.hours.setdefault(hour, Rollup()).merge(r)
+        self._total = None
         self.vantages.add(vantage)
+        current = self.hours.get(hour)
+        if current is None:
+            self.hours[hour] = r  # shared, not copied: it is only ever read from here on
+            return
+        merged = Rollup()  # a second vantage or workload for this hour: merge into a copy
+        merged.merge(current)
+        merged.merge(r)
+        self.hours[hour] = merged
 
     def data_hours(self) -> set[datetime]:
         return {hour_of(b) for b, r in self.hours.items() if r.n}
@@ -162,10 +177,11 @@ class RowData:
         return gaps
 
     def by_day(self) -> dict[date, Rollup]:
-        out: dict[date, Rollup] = {}
+        days: dict[date, list[Rollup]] = {}
         for hour, r in self.hours.items():
-            out.setdefault(hour.date(), Rollup()).merge(r)
-        return out
+            days.setdefault(hour.date(), []).append(r)
+        # Only counts are read from daily rollups (uptime per day): skip the histograms.
+        return {day: merge_rollups(rs, histograms=False) for day, rs in days.items()}
 
 
 def group_rows(

@@ -52,7 +52,7 @@ from monitor.storage.database import (
     require_migrated,
     upgrade,
 )
-from monitor.storage.reports import alert_states, probes_between, rollups_between
+from monitor.storage.reports import alert_states, rollups_between, status_samples
 from monitor.storage.store import Store
 from monitor.tables import render
 from monitor.throttle import Gates
@@ -420,7 +420,7 @@ async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
     now = utc_now()
     async with connected(cfg.database_url.reveal()) as engine:
         recent, day, states = await asyncio.gather(
-            probes_between(engine, now - timedelta(minutes=30), now + timedelta(1)),
+            status_samples(engine, now - timedelta(minutes=30), now + timedelta(1)),
             rollups_between(
                 engine, now - timedelta(days=1), now, metrics=("ttft_ms", "decode_tps", "e2e_tps")
             ),

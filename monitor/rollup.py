@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.results import Outcome, ProbeResult
-from monitor.sketch import LogHistogram
+from monitor.sketch import LogHistogram, merge_many
 
 ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps")
 """Metrics kept as histograms, over ok probes only (failed probes have partial timings)."""
@@ -89,6 +89,23 @@ class Rollup:
             },
             cost_usd=cost_usd,
         )
+
+
+def merge_rollups(parts: Iterable[Rollup], *, histograms: bool = True) -> Rollup:
+    """The sum of many rollups, histograms summed in one vectorised pass per metric (or left
+    out, when only the counts are wanted)."""
+    parts = list(parts)
+    out = Rollup()
+    for r in parts:
+        out.n += r.n
+        out.outcomes.update(r.outcomes)
+        out.error_kinds.update(r.error_kinds)
+        out.cost_usd += r.cost_usd
+    for name in sorted({m for r in parts for m in r.histograms}) if histograms else ():
+        out.histograms[name] = merge_many(
+            [r.histograms[name] for r in parts if name in r.histograms]
+        )
+    return out
 
 
 def fold(results: Iterable[ProbeResult], bin_s: int = 3600) -> dict[RollupKey, Rollup]:

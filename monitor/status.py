@@ -11,7 +11,7 @@ from typing import Any
 
 from monitor.aggregate import Accounting, TargetKey, uptime_pct
 from monitor.results import Outcome, ProbeResult
-from monitor.rollup import Rollup, RollupKey
+from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import percentile
 
 RAW_WINDOWS = (("5m", 300), ("30m", 1800))
@@ -90,9 +90,10 @@ def target_status(
     by_target: dict[TargetKey, list[ProbeResult]] = defaultdict(list)
     for r in recent:
         by_target[r.target_key].append(r)
-    day: dict[TargetKey, Rollup] = defaultdict(Rollup)
-    for (key, _v, _w, _h), hourly in day_rollups.items():
-        day[key].merge(hourly)
+    hourly: dict[TargetKey, list[Rollup]] = defaultdict(list)
+    for (key, _v, _w, _h), one_hour in day_rollups.items():
+        hourly[key].append(one_hour)
+    day = {key: merge_rollups(rs) for key, rs in hourly.items()}
     out = []
     for key in keys:
         probes = sorted(by_target.get(key, []), key=lambda r: r.started_at)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -106,6 +106,17 @@ async def build_reports(
 
     A finished ISO week is frozen on first build; later builds return the frozen numbers.
     """
+    return [r async for r in iter_reports(engine, cfg, period, now, models)]
+
+
+async def iter_reports(
+    engine: Engine,
+    cfg: Config,
+    period: Period,
+    now: datetime,
+    models: Sequence[str] | None = None,
+) -> AsyncIterator[ModelReport]:
+    """The reports of `build_reports`, one model at a time as each is ready."""
     prev = period.previous()
     bin_s = fine_bin_s(period) or 3600
 
@@ -131,13 +142,12 @@ async def build_reports(
         name: f"about {w.input_tokens} tokens in, at most {w.max_tokens} out"
         for name, w in cfg.workloads.items()
     }
-    reports = []
     for model in wanted:
         freezable = period.is_week and period.finished(now)
         if freezable:
             frozen = await frozen_report(engine, period.label, model)
             if frozen is not None:
-                reports.append(report_from_json(frozen))
+                yield report_from_json(frozen)
                 continue
         rollups = await load(model)
         seen_workloads = {key[2] for key in rollups}
@@ -158,8 +168,7 @@ async def build_reports(
             report.frozen = True
             await freeze_report(engine, period.label, model, report.to_json(), now)
         if report.rows or report.frozen:
-            reports.append(report)
-    return reports
+            yield report
 
 
 def _draw(report: ModelReport) -> dict[str, bytes]:
@@ -169,21 +178,35 @@ def _draw(report: ModelReport) -> dict[str, bytes]:
     return report_charts(report)
 
 
+def _chart_pool() -> ProcessPoolExecutor | None:
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    try:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    except OSError as exc:
+        log.warning("chart workers unavailable (%s); drawing in this process", exc)
+        return None
+
+
+async def _charts_of(pool: ProcessPoolExecutor | None, report: ModelReport) -> dict[str, bytes]:
+    if pool is not None:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, _draw, report)
+        except BrokenProcessPool as exc:
+            log.warning("chart worker failed (%s); drawing in this process", exc)
+    return _draw(report)
+
+
 async def draw_charts(reports: Sequence[ModelReport]) -> list[dict[str, bytes]]:
     """Charts of every report, drawn in worker processes: matplotlib is CPU-bound and would
     otherwise stall the daemon's event loop (and its probe timings) for seconds."""
     if not reports:
         return []
-    loop = asyncio.get_running_loop()
-    workers = max(1, min(len(reports), os.cpu_count() or 1, 4))
+    pool = _chart_pool()
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(
-                await asyncio.gather(*(loop.run_in_executor(pool, _draw, r) for r in reports))
-            )
-    except (BrokenProcessPool, OSError) as exc:
-        log.warning("chart workers unavailable (%s); drawing in this process", exc)
-        return [_draw(r) for r in reports]
+        return list(await asyncio.gather(*(_charts_of(pool, r) for r in reports)))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def make_reports(
@@ -199,10 +222,22 @@ async def make_reports(
     """Build and write reports; returns each report with the files written for it."""
     out = out_dir or Path(cfg.reports.out_dir)
     fmts = list(formats or cfg.reports.formats)
-    reports = await build_reports(engine, cfg, period, now, models)
-    if {"html", "md"} & set(fmts):
-        all_charts = await draw_charts(reports)
-    else:
+    want_charts = bool({"html", "md"} & set(fmts))
+    # Charts are drawn in worker processes while the next model's report is being built here:
+    # the two halves of the work run on different cores.
+    pool = _chart_pool() if want_charts else None
+    reports: list[ModelReport] = []
+    pending: list[asyncio.Future[dict[str, bytes]]] = []
+    try:
+        async for report in iter_reports(engine, cfg, period, now, models):
+            reports.append(report)
+            if want_charts:
+                pending.append(asyncio.ensure_future(_charts_of(pool, report)))
+        all_charts = list(await asyncio.gather(*pending)) if want_charts else []
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    if not want_charts:
         all_charts = [{} for _ in reports]
     written = []
     for report, charts in zip(reports, all_charts, strict=True):

@@ -92,6 +92,46 @@ async def probes_between(
     return [_result(row, row.t_model, row.t_provider, row.t_route) for row in rows]
 
 
+async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) -> list[ProbeResult]:
+    """Probes started in [start, end) with only what `provmon status` reads (outcome, time,
+    TTFT, decode and e2e speed): a fraction of the cost of whole rows."""
+    c = ProbeRow.__table__.c
+    query = (
+        select(
+            c.vantage,
+            c.workload,
+            c.started_at,
+            c.outcome,
+            c.ttft_ms,
+            c.decode_tps,
+            c.e2e_tps,
+            *_TARGET_COLUMNS,
+        )
+        .join(TargetRow, TargetRow.id == ProbeRow.target_id)
+        .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
+    )
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return [
+        ProbeResult(
+            row.t_model,
+            row.t_provider,
+            row.t_route,
+            row.vantage,
+            row.workload,
+            row.started_at,
+            Outcome(row.outcome),
+            ttft_ms=row.ttft_ms,
+            decode_tps=row.decode_tps,
+            e2e_tps=row.e2e_tps,
+        )
+        for row in rows
+    ]
+
+
 async def models_between(
     engine: AsyncEngine, start: datetime, end: datetime, source: str = "rollups"
 ) -> list[str]:
