@@ -63,8 +63,13 @@ log = logging.getLogger("monitor")
 
 @contextlib.asynccontextmanager
 async def client_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """One HTTP session for all probes; no connection cap (per-provider gates bound it)."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    """One HTTP session for all probes; no connection cap (per-provider gates bound it).
+
+    Every probe opens its own connection (`force_close`): whether a kept-alive connection
+    survived since the last probe depends on the provider's idle timeout, and TTFT would
+    include the TCP and TLS handshakes only sometimes. This way it always does.
+    """
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True)
     async with aiohttp.ClientSession(
         connector=connector,
         trust_env=False,
