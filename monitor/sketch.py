@@ -8,8 +8,10 @@ DDSketch construction). Hourly rollups store one per metric, so long ranges neve
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -97,30 +99,29 @@ class LogHistogram:
     def mean(self) -> float | None:
         return self.total / self.n if self.n else None
 
-    def _value_at_rank(self, rank: int) -> float:
+    def _value_at(self, rank: int, cumulative: list[int]) -> float:
         """The value of the rank-th smallest element (0-based), to bucket precision."""
         if rank < self.zeros:
             return 0.0
         assert self.min is not None
         assert self.max is not None
-        seen = self.zeros
-        for j, count in enumerate(self.counts):
-            seen += count
-            if rank < seen:
-                return min(max(bucket_value(self.offset + j), self.min), self.max)
-        return self.max
+        j = bisect_right(cumulative, rank - self.zeros)
+        if j >= len(cumulative):
+            return self.max
+        return min(max(bucket_value(self.offset + j), self.min), self.max)
 
     def quantile(self, p: float) -> float | None:
         """The p-th percentile (0–100), interpolated between ranks as numpy's default does."""
         if self.n == 0:
             return None
+        cumulative = list(accumulate(self.counts))
         rank = (self.n - 1) * p / 100.0
         lo = math.floor(rank)
         hi = min(lo + 1, self.n - 1)
-        v_lo = self._value_at_rank(lo)
+        v_lo = self._value_at(lo, cumulative)
         if hi == lo:
             return v_lo
-        v_hi = self._value_at_rank(hi)
+        v_hi = self._value_at(hi, cumulative)
         return v_lo + (v_hi - v_lo) * (rank - lo)
 
     def to_json(self) -> dict[str, Any]:

@@ -34,4 +34,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         assert isinstance(value, datetime)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
+        if value.tzinfo is UTC:  # asyncpg's usual answer: nothing to convert
+            return value
         return value.astimezone(UTC)
