@@ -38,10 +38,17 @@ async def rollups_between(
     model: str | None = None,
     metrics: Collection[str] | None = None,
 ) -> dict[RollupKey, Rollup]:
-    """Hourly rollups of the hours overlapping [start, end), optionally of one model and with
-    only some metrics' histograms decoded."""
+    """Hourly rollups of the hours overlapping [start, end), optionally of one model. With
+    `metrics`, only those histograms are read: the database extracts them from the JSON, so
+    the rest is never sent or decoded (and error kinds are left out too)."""
+    c = RollupRow.__table__.c
+    if metrics is None:
+        columns: list[Any] = [RollupRow.__table__]
+    else:
+        columns = [c.target_id, c.vantage, c.workload, c.hour, c.n, c.outcomes, c.cost_usd]
+        columns += [RollupRow.histograms[m].label(f"h_{i}") for i, m in enumerate(metrics)]
     query = (
-        select(RollupRow.__table__, *_TARGET_COLUMNS)
+        select(*columns, *_TARGET_COLUMNS)
         .join(TargetRow, TargetRow.id == RollupRow.target_id)
         .where(RollupRow.hour >= start.replace(minute=0, second=0, microsecond=0))
         .where(RollupRow.hour < end)
@@ -53,8 +60,13 @@ async def rollups_between(
         async with engine.connect() as conn:
             for row in (await conn.execute(query)).all():
                 key = (row.t_model, row.t_provider, row.t_route)
+                if metrics is None:
+                    histograms, kinds = row.histograms, row.error_kinds
+                else:
+                    found = ((m, getattr(row, f"h_{i}")) for i, m in enumerate(metrics))
+                    histograms, kinds = {m: h for m, h in found if h is not None}, {}
                 out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
-                    row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd, metrics
+                    row.n, row.outcomes, kinds, histograms, row.cost_usd
                 )
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(str(exc)) from exc
