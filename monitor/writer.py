@@ -9,6 +9,7 @@ writer retries the database every `retry_interval_s`; once it answers, the spill
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -20,7 +21,8 @@ from monitor.spill import SpillFile, SpillRecord
 from monitor.storage.store import Store, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
-REPLAY_SLICE_BYTES = 4 * 1024 * 1024  # about 4,000 records
+REPLAY_BATCH = 1_000
+REPLAY_SLICE_BYTES = 1024 * 1024  # about 1,000 records: replay memory stays small
 
 
 @dataclass(slots=True)
@@ -174,8 +176,8 @@ class ProbeWriter:
             records, offset = await asyncio.to_thread(self._spill.read, REPLAY_SLICE_BYTES)
             if offset == 0:
                 break  # empty, or only a torn last line (the next append completes it)
-            for start in range(0, len(records), self._batch_max):
-                chunk = records[start : start + self._batch_max]
+            for start in range(0, len(records), REPLAY_BATCH):
+                chunk = records[start : start + REPLAY_BATCH]
                 if not await self._store_batch(chunk):
                     self.stats.db_failures += 1
                     self._next_retry = time.monotonic() + self._retry_interval_s
@@ -186,6 +188,7 @@ class ProbeWriter:
         self._db_down = self._spill.size() > 0
         if replayed:
             log.warning("database back: replayed %d spilled probes", replayed)
+            gc.collect()  # the replay's garbage, before the allocator grows around it
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="probe-writer")
