@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
-from monitor.settings import scope_covers
+from monitor.settings import FAILURE_OUTCOMES, scope_covers
 from monitor.sketch import LogHistogram
 from monitor.stats import Summary
 
@@ -46,6 +46,10 @@ class Accounting:
             else "hours with no probes are left out (no data is not downtime)"
         )
         return out
+
+
+DEFAULT_ACCOUNTING = Accounting(frozenset(FAILURE_OUTCOMES), min_samples=1)
+"""The accounting of DESIGN.md section 3 with no sample floor (one-off probe tables)."""
 
 
 def uptime_pct(
@@ -213,24 +217,3 @@ def group_rows(
     for key, bins in excluded.items():
         rows[key].excluded = bins
     return dict(rows)
-
-
-def merge_metric(rollups: Iterable[Rollup], metric: str) -> LogHistogram:
-    out = LogHistogram()
-    for r in rollups:
-        h = r.histograms.get(metric)
-        if h is not None:
-            out.merge(h)
-    return out
-
-
-def hourly_series(
-    row: RowData, metric: str, stat: Callable[[LogHistogram], float | None]
-) -> list[tuple[datetime, float]]:
-    out = []
-    for hour in sorted(row.hours):
-        h = row.hours[hour].histograms.get(metric)
-        value = stat(h) if h is not None and h.n else None
-        if value is not None:
-            out.append((hour, value))
-    return out

@@ -44,12 +44,9 @@ from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import (
-    DatabaseError,
     Engine,
     connected,
     head_revision,
-    make_engine,
-    require_migrated,
     upgrade,
 )
 from monitor.storage.reports import alert_states, rollups_between, status_samples
@@ -325,14 +322,7 @@ async def alerts_test(cfg: Config, out: TextIO) -> int:
 
 async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
     """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush."""
-    engine = make_engine(cfg.database_url.reveal())
-    try:
-        try:
-            await require_migrated(engine)
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            raise DatabaseError(f"cannot reach the database: {short_message(str(exc))}") from None
+    async with connected(cfg.database_url.reveal()) as engine:
         store = Store(engine)
         alerting_box: list[Alerting] = []
 
@@ -390,8 +380,6 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                 writer.stats.inserted,
                 writer.stats.spilled - writer.stats.replayed,
             )
-    finally:
-        await engine.dispose()
     return 0
 
 

@@ -18,7 +18,7 @@ from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
 from monitor.simulator import DEMO_MODEL, demo_farm, run_simulator
 from monitor.status import TargetStatus
-from monitor.storage.database import make_engine, upgrade
+from monitor.storage.database import connected, upgrade
 from monitor.tables import report_table
 
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
@@ -141,9 +141,8 @@ async def demo(
             "share of 429s\n"
         )
         out.flush()
-        engine = make_engine(cfg.database_url.reveal())
-        await upgrade(engine)
-        await engine.dispose()
+        async with connected(cfg.database_url.reveal(), migrated=False) as engine:
+            await upgrade(engine)
         stop = asyncio.Event()
         started = utc_now()
         daemon = asyncio.create_task(run_daemon(cfg, stop))
@@ -161,11 +160,8 @@ async def demo(
             stop.set()
             await daemon
     period = span_period(started, utc_now())
-    engine = make_engine(cfg.database_url.reveal())
-    try:
+    async with connected(cfg.database_url.reveal()) as engine:
         written = await make_reports(engine, cfg, period, utc_now())
-    finally:
-        await engine.dispose()
     for rep, files in written:
         out.write(f"\n{rep.model}, {len(rep.rows)} provider rows:\n\n")
         out.write(report_table(rep) + "\n")

@@ -6,8 +6,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from monitor.results import Outcome
-
 PERCENTILES = (50, 75, 90, 99)
 
 
@@ -43,19 +41,3 @@ def summarize(values: Iterable[float | None]) -> Summary | None:
         return None
     p50, p75, p90, p99 = (percentile(vals, p) for p in PERCENTILES)
     return Summary(len(vals), sum(vals) / len(vals), vals[0], vals[-1], p50, p75, p90, p99)
-
-
-def uptime_pct(outcomes: Iterable[Outcome], min_samples: int = 1) -> float | None:
-    """ok / (ok + failures) × 100; rate limits, client and monitor errors excluded.
-
-    None below `min_samples` counted probes.
-    """
-    ok = failed = 0
-    for o in outcomes:
-        if o is Outcome.OK:
-            ok += 1
-        elif o.counts_against_uptime:
-            failed += 1
-    if ok + failed < max(1, min_samples):
-        return None
-    return 100.0 * ok / (ok + failed)

@@ -63,11 +63,9 @@ def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
     """A short window from raw probes: exact medians, no histograms needed."""
     outcomes = Counter(p.outcome.value for p in probes)
     ok = [p for p in probes if p.outcome is Outcome.OK]
-    failed = sum(n for o, n in outcomes.items() if o in acct.failure_outcomes)
-    counted = outcomes.get("ok", 0) + failed
     return WindowStats(
         probes=len(probes),
-        uptime_pct=100.0 * outcomes.get("ok", 0) / counted if counted else None,
+        uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes), acct),
         ttft_p50_ms=_p50([p.ttft_ms for p in ok]),
         decode_p50_tps=_p50([p.decode_tps for p in ok]),
         e2e_p50_tps=_p50([p.e2e_tps for p in ok]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
+from monitor.aggregate import DEFAULT_ACCOUNTING, uptime_pct
 from monitor.reporting.model import ModelReport
 from monitor.results import Outcome, ProbeResult
-from monitor.stats import summarize, uptime_pct
+from monitor.rollup import Rollup
+from monitor.stats import summarize
 
 
 def _fmt(value: float | None, spec: str = ".0f") -> str:
@@ -61,10 +63,6 @@ def probe_row(r: ProbeResult) -> list[str]:
     ]
 
 
-def probe_table(results: Iterable[ProbeResult]) -> str:
-    return render(PROBE_HEADERS, (probe_row(r) for r in results))
-
-
 PROBE_WIDTHS = (18, 10, 9, 16, 22, 8, 10, 6, 10, 8)
 
 
@@ -103,7 +101,8 @@ def comparison_rows(results: Iterable[ProbeResult]) -> list[list[str]]:
         ttft = summarize(r.ttft_ms for r in ok)
         decode = summarize(r.decode_tps for r in ok)
         e2e = summarize(r.e2e_tps for r in ok)
-        uptime = uptime_pct(r.outcome for r in rs)
+        outcomes = Counter(r.outcome.value for r in rs)
+        uptime = uptime_pct(Rollup(n=len(rs), outcomes=outcomes), DEFAULT_ACCOUNTING)
         limited = sum(r.outcome is Outcome.RATE_LIMITED for r in rs)
         kinds: dict[str, int] = defaultdict(int)
         for r in rs:
@@ -134,19 +133,6 @@ def comparison_table(results: Iterable[ProbeResult]) -> str:
 
 def report_table(report: ModelReport) -> str:
     """A report's providers table for the terminal."""
-    headers = (
-        "provider",
-        "route",
-        "probes",
-        "uptime%",
-        "rate_ltd%",
-        "ttft_p50",
-        "ttft_p90",
-        "decode_p50",
-        "e2e_p50",
-        "cost_usd",
-        "errors",
-    )
     rows = []
     for r in report.rows:
         kinds = ", ".join(
@@ -167,4 +153,4 @@ def report_table(report: ModelReport) -> str:
                 kinds,
             ]
         )
-    return render(headers, rows, text_columns=2)
+    return render(COMPARISON_HEADERS, rows, text_columns=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from monitor.aggregate import (
     Accounting,
@@ -267,8 +267,3 @@ def build_model_report(
 
 def _p50(h: LogHistogram | None) -> float | None:
     return h.quantile(50) if h is not None and h.n else None
-
-
-def models_in(rollups: Mapping[RollupKey, Rollup], period: Period, bin_s: int = 3600) -> list[str]:
-    span = timedelta(seconds=bin_s)
-    return sorted({k[0][0] for k in rollups if k[3] + span > period.start and k[3] < period.end})
