@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from bench_procs import Control, child_process, pin, receive, runq_wait_ns, simulator, waited_ms
 
 from monitor.config import Workload, parse_config
-from monitor.prompts import build_prompt, new_nonce
+from monitor.probing.prompts import build_prompt, new_nonce
 from monitor.stats import percentile
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def make_ours(
     base_url: str, session: aiohttp.ClientSession, params: Params
 ) -> Callable[[], Awaitable[Sample]]:
     """provmon's Prober; the measurement is its ProbeResult, the trace only gives the truth."""
-    from monitor.probe import Prober, ProbeTrace
+    from monitor.probing.client import Prober, ProbeTrace
     from monitor.results import Outcome
 
     doc = {

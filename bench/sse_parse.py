@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from monitor.chunks import Chunk, read_event
-from monitor.metrics import StreamMeter
-from monitor.sse import SSEEvent, SSEParser
+from monitor.probing.chunks import Chunk, read_event
+from monitor.probing.metrics import StreamMeter
+from monitor.probing.sse import SSEEvent, SSEParser
 
 TARGET_EVENTS_PER_S = 100_000
 

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from monitor.config.sections import FAILURE_OUTCOMES
+from monitor.maintenance import Window
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
-from monitor.settings import FAILURE_OUTCOMES, scope_covers
 from monitor.sketch import LogHistogram
 from monitor.stats import Summary
 
-TargetKey = tuple[str, str, str]
 Z95 = 1.959964
 
 
@@ -104,23 +104,6 @@ def proportion_diff_ci(ok1: int, n1: int, ok2: int, n2: int) -> tuple[float, flo
     half = Z95 * math.sqrt(v1 + v2)
     d = p2 - p1
     return 100 * (d - half), 100 * d, 100 * (d + half)
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A concrete maintenance interval and what it covers (None: everything)."""
-
-    start: datetime
-    end: datetime
-    target: str | None = None
-    provider: str | None = None
-    model: str | None = None
-
-    def covers(self, key: TargetKey) -> bool:
-        return scope_covers(self.target, self.provider, self.model, key)
-
-    def touches(self, bin_start: datetime, bin_s: int = 3600) -> bool:
-        return self.start < bin_start + timedelta(seconds=bin_s) and self.end > bin_start
 
 
 RowKey = tuple[str, str, str, str]

@@ -19,15 +19,18 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from monitor.alerts.channels import ChannelError, build_channels
+from monitor.alerts.channels import build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.payloads import trial_payload
 from monitor.alerts.service import Alerting
 from monitor.alerts.views import INCIDENT_HEADERS, incident_rows
-from monitor.config import Config, ConfigError, Target, Workload
+from monitor.clock import utc_now
+from monitor.config import Config, Target, Workload
 from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
-from monitor.probe import Prober, utc_now
+from monitor.errors import ChannelError, ConfigError
+from monitor.probing.client import Prober
+from monitor.probing.throttle import Gates
 from monitor.redact import short_message
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
@@ -52,7 +55,6 @@ from monitor.storage.database import (
 from monitor.storage.reports import alert_states, rollups_between, status_samples
 from monitor.storage.store import Store
 from monitor.tables import render
-from monitor.throttle import Gates
 from monitor.writer import ProbeWriter
 
 log = logging.getLogger("monitor")

@@ -14,20 +14,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from monitor import __version__, app, demo
-from monitor.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_config
+from monitor.clock import utc_now
+from monitor.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
+from monitor.errors import ConfigError, DatabaseError, UsageError
 from monitor.logs import setup_logging
-from monitor.probe import utc_now
 from monitor.reporting.periods import Period, parse_week, parse_when, span_period, week_period
 from monitor.results import Outcome, ProbeResult
 from monitor.status import TargetStatus, WindowStats
-from monitor.storage.database import DatabaseError
 from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row, render
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A command line that cannot be acted on; the message says why."""
 
 
 def _config(args: argparse.Namespace) -> Config:

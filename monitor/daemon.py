@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from monitor.budget import DailyBudget, utc_midnight
+from monitor.clock import utc_now
 from monitor.config import Config, Target, Workload
-from monitor.probe import Prober, utc_now
+from monitor.errors import StoreUnavailable
+from monitor.probing.client import Prober
 from monitor.reporting.periods import Period, week_period
 from monitor.results import Outcome, ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.storage.database import advisory_lock
-from monitor.storage.store import Store, StoreUnavailable
+from monitor.storage.store import Store
 from monitor.writer import ProbeWriter
 
 log = logging.getLogger(__name__)

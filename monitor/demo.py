@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from monitor.app import run_daemon, status
+from monitor.clock import utc_now
 from monitor.config import Config, parse_config
-from monitor.probe import utc_now
 from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
 from monitor.simulator import DEMO_MODEL, demo_farm, run_simulator

@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-
-class EndpointsError(ValueError):
-    """The endpoints document does not have the expected shape."""
+from monitor.errors import EndpointsError
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+TargetKey = tuple[str, str, str]
+"""(model, provider, route): what is probed, alerted on and reported."""
+
 
 class Outcome(enum.StrEnum):
     """Exactly one per probe. See DESIGN.md section 3."""

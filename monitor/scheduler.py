@@ -161,10 +161,6 @@ class Scheduler:
         if self._sched.running:
             self._sched.shutdown(wait=False)
 
-    @property
-    def job_count(self) -> int:
-        return len(self._sched.get_jobs())
-
 
 def cron_fire_times(
     expr: str, start: datetime, end: datetime, limit: int = 10_000

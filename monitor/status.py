@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.aggregate import Accounting, TargetKey, uptime_pct
-from monitor.results import Outcome, ProbeResult
+from monitor.aggregate import Accounting, uptime_pct
+from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import percentile
 

@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from monitor.errors import StoreRejected, StoreUnavailable
 from monitor.results import ProbeResult
 from monitor.spill import SpillFile, SpillRecord
-from monitor.storage.store import Store, StoreRejected, StoreUnavailable
+from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 1_000

@@ -18,12 +18,13 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.clock import utc_now
 from monitor.config import Config, Target, parse_config
-from monitor.probe import Prober, utc_now
+from monitor.probing.client import Prober
+from monitor.probing.throttle import Gates
 from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
 from monitor.simulator.farm import Farm
 from monitor.storage.database import make_engine, upgrade
-from monitor.throttle import Gates
 
 API_KEY = "sk-sim-test-key-0123456789"
 SIM_THREAD_KEY = "sk-cli-test-secret-998877"

@@ -14,14 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.alerts.channels import (
-    SIGNATURE_HEADER,
-    AppriseChannel,
-    ChannelError,
-    LogChannel,
-    WebhookChannel,
-)
+from monitor.alerts.channels import SIGNATURE_HEADER, AppriseChannel, LogChannel, WebhookChannel
 from monitor.alerts.payloads import idempotency_key, trial_payload
+from monitor.errors import ChannelError
 from tests.receivers import smtp_server, webhook_receiver
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

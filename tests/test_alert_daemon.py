@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from monitor.alerts.channels import build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.service import Alerting
+from monitor.clock import utc_now
 from monitor.config import Config, parse_config
 from monitor.daemon import Monitor
-from monitor.probe import utc_now
 from monitor.simulator import DEMO_MODEL, Farm, ProviderProfile, ServedModel, run_simulator
 from monitor.spill import SpillFile
 from monitor.storage.alerts import AlertStore

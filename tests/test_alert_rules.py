@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.alerts.maintenance import muting
 from monitor.alerts.model import (
     MASS_FAILURE_KIND,
     ConfigChange,
@@ -30,9 +29,10 @@ from monitor.alerts.rules import (
     quorum_status,
     round_entry,
 )
+from monitor.config.sections import AlertSettings, MaintenanceWindow
+from monitor.maintenance import muting
 from monitor.results import Outcome
 from monitor.scheduler import cron_next
-from monitor.settings import AlertSettings, MaintenanceWindow
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SETTINGS = AlertSettings()  # failure_threshold 3, success_threshold 2

@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import app
-from monitor.alerts.channels import ChannelError
 from monitor.alerts.delivery import OutboxSender, backoff_s
 from monitor.alerts.evaluator import Evaluator
 from monitor.alerts.model import MASS_FAILURE_KIND, IncidentKind, OutboxStatus, Status
 from monitor.config import Config, Secret, parse_config
+from monitor.errors import ChannelError
 from monitor.results import Outcome, ProbeResult
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import make_engine, upgrade

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.chunks import DONE, Chunk, Malformed, StreamError, Usage, read_event
-from monitor.classify import Ending, classify_status, classify_stream, parse_retry_after
-from monitor.metrics import Prices, StreamMeter, decode_tps, is_buffered, measure
+from monitor.probing.chunks import DONE, Chunk, Malformed, StreamError, Usage, read_event
+from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
+from monitor.probing.metrics import Prices, StreamMeter, decode_tps, is_buffered, measure
+from monitor.probing.sse import SSEEvent
+from monitor.probing.tokens import TokenCounter, estimate_tokens
 from monitor.results import Outcome, TokenSource
-from monitor.sse import SSEEvent
-from monitor.tokens import TokenCounter, estimate_tokens
 
 MS = 1_000_000
 

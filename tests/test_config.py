@@ -8,10 +8,11 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from monitor.config import ConfigError, Secret, load_config, parse_config
-from monitor.prompts import build_body, build_prompt
+from monitor.config import Secret, load_config, parse_config
+from monitor.errors import ConfigError
+from monitor.probing.prompts import build_body, build_prompt
+from monitor.probing.tokens import estimate_tokens, tiktoken_counter
 from monitor.redact import redact, short_message
-from monitor.tokens import estimate_tokens, tiktoken_counter
 
 GOOD = """
 vantage = "eu-west"

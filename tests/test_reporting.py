@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.aggregate import Accounting, Window
+from monitor.aggregate import Accounting
 from monitor.config import Config, parse_config
+from monitor.maintenance import Window
 from monitor.reporting.build import build_model_report
 from monitor.reporting.job import build_reports, make_reports
 from monitor.reporting.periods import parse_week, span_period

@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.sse import SSEComment, SSEError, SSEEvent, SSEItem, SSEParser
+from monitor.probing.sse import SSEComment, SSEError, SSEEvent, SSEItem, SSEParser
 
 
 def parse_all(parts: list[bytes]) -> list[SSEItem]:

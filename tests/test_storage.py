@@ -13,11 +13,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.errors import DatabaseError
 from monitor.results import Outcome, ProbeResult
 from monitor.rollup import hour_of
 from monitor.stats import percentile
 from monitor.storage.database import (
-    DatabaseError,
     advisory_lock,
     current_revision,
     downgrade,

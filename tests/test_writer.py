@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.errors import StoreUnavailable
 from monitor.spill import SpillFile
 from monitor.storage.database import make_engine, upgrade
-from monitor.storage.store import Store, StoreUnavailable
+from monitor.storage.store import Store
 from monitor.writer import ProbeWriter
 from tests.conftest import PG_URL, Db
 from tests.factories import T0, result

@@ -22,15 +22,12 @@ import apprise
 
 from monitor.alerts.payloads import idempotency_key, title_and_body
 from monitor.config import Channel
+from monitor.errors import ChannelError
 from monitor.redact import short_message
 
 log = logging.getLogger("monitor.alerts")
 
 SIGNATURE_HEADER = "X-Provmon-Signature"
-
-
-class ChannelError(Exception):
-    """The channel did not take the notification; the message says why (secrets redacted)."""
 
 
 class Notifier(Protocol):

@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.alerts.channels import ChannelError, Notifier
+from monitor.alerts.channels import Notifier
 from monitor.alerts.model import OutboxItem, OutboxStatus
+from monitor.clock import utc_now
+from monitor.config.sections import AlertSettings
+from monitor.errors import ChannelError, StoreUnavailable
 from monitor.logs import OnceWhileFailing
-from monitor.probe import utc_now
-from monitor.settings import AlertSettings
 from monitor.storage.alerts import AlertStore
-from monitor.storage.store import StoreUnavailable
 
 log = logging.getLogger("monitor.alerts")
 

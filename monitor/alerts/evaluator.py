@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from monitor.alerts.maintenance import muting
 from monitor.alerts.model import (
     GLOBAL,
     MASS_FAILURE_KIND,
@@ -27,14 +26,14 @@ from monitor.alerts.model import (
     OutboxStatus,
     Status,
     StatusChange,
-    TargetKey,
     VantageState,
 )
 from monitor.alerts.payloads import alertmanager_payload, describe
 from monitor.alerts.rules import evaluate_pass, quorum_status, round_entry
+from monitor.clock import utc_now
 from monitor.config import Config
-from monitor.probe import utc_now
-from monitor.results import Outcome
+from monitor.maintenance import muting
+from monitor.results import Outcome, TargetKey
 from monitor.storage.alerts import AlertStore, AlertUnit, StoredState
 
 log = logging.getLogger(__name__)

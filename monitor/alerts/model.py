@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.results import Outcome
+from monitor.results import Outcome, TargetKey
 
-TargetKey = tuple[str, str, str]
 """(model, provider, route)."""
 
 GLOBAL = "*"

@@ -25,8 +25,8 @@ from monitor.alerts.model import (
     StatusChange,
     VantageState,
 )
+from monitor.config.sections import AlertSettings
 from monitor.results import Outcome
-from monitor.settings import AlertSettings
 from monitor.stats import percentile
 
 

@@ -13,13 +13,13 @@ from monitor.alerts.channels import Notifier
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.delivery import OutboxSender, claimer_id
 from monitor.alerts.evaluator import Evaluator, PassReport
+from monitor.clock import utc_now
 from monitor.config import Config
+from monitor.errors import StoreUnavailable
 from monitor.logs import OnceWhileFailing
-from monitor.probe import utc_now
 from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.storage.alerts import AlertStore
-from monitor.storage.store import StoreUnavailable
 
 log = logging.getLogger("monitor.alerts")
 

@@ -10,7 +10,6 @@ from monitor.aggregate import (
     Accounting,
     RowData,
     RowKey,
-    Window,
     group_rows,
     median_ci,
     proportion_diff_ci,
@@ -18,6 +17,7 @@ from monitor.aggregate import (
     summary_of,
     uptime_pct,
 )
+from monitor.maintenance import Window
 from monitor.reporting.model import (
     Change,
     Incident,

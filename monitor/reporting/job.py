@@ -196,19 +196,6 @@ async def _charts_of(pool: ProcessPoolExecutor | None, report: ModelReport) -> d
     return _draw(report)
 
 
-async def draw_charts(reports: Sequence[ModelReport]) -> list[dict[str, bytes]]:
-    """Charts of every report, drawn in worker processes: matplotlib is CPU-bound and would
-    otherwise stall the daemon's event loop (and its probe timings) for seconds."""
-    if not reports:
-        return []
-    pool = _chart_pool()
-    try:
-        return list(await asyncio.gather(*(_charts_of(pool, r) for r in reports)))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
 async def make_reports(
     engine: Engine,
     cfg: Config,

@@ -30,10 +30,10 @@ from monitor.alerts.model import (
     OutboxItem,
     OutboxStatus,
     Status,
-    TargetKey,
     VantageState,
 )
-from monitor.results import Outcome
+from monitor.errors import StoreUnavailable
+from monitor.results import Outcome, TargetKey
 from monitor.rollup import hour_of
 from monitor.storage.schema import (
     AlertStateRow,
@@ -43,7 +43,6 @@ from monitor.storage.schema import (
     RollupRow,
     TargetRow,
 )
-from monitor.storage.store import StoreUnavailable
 
 FAILURES = [o.value for o in Outcome if o.counts_against_uptime]
 MAX_NEW_PER_PASS = 5000

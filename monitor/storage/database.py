@@ -19,17 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from monitor.errors import DatabaseError, StoreUnavailable
 from monitor.redact import short_message
-from monitor.storage.store import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 Engine = AsyncEngine
 """The database handle other packages pass around without importing SQLAlchemy."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
-
-
-class DatabaseError(Exception):
-    """The database cannot be used as it is; the message says what to do."""
 
 
 def make_engine(

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.errors import StoreUnavailable
 from monitor.results import Outcome, ProbeResult, TokenSource
 from monitor.rollup import Rollup, RollupKey
 from monitor.storage.schema import (
@@ -22,7 +23,7 @@ from monitor.storage.schema import (
     RollupRow,
     TargetRow,
 )
-from monitor.storage.store import PROBE_COLUMNS, StoreUnavailable
+from monitor.storage.store import PROBE_COLUMNS
 
 _TARGET_COLUMNS = (
     TargetRow.model.label("t_model"),

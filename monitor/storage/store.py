@@ -13,11 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.results import ProbeResult
+from monitor.errors import StoreRejected, StoreUnavailable
+from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
 from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
 
-TargetKey = tuple[str, str, str]
 ProbeRecord = tuple[str, ProbeResult]
 """(probe id, result)."""
 
@@ -45,15 +45,6 @@ PROBE_COLUMNS = (
 
 
 ROLLUPS = cast(Table, RollupRow.__table__)
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached or could not write now; try again later."""
-
-
-class StoreRejected(StoreUnavailable):
-    """The database answered but refused these values (a constraint, a type, a range):
-    retrying the same records will not help."""
 
 
 def _rejected(exc: BaseException) -> bool:

@@ -6,40 +6,35 @@ here, once, from the mapping the caller passes, and kept in `Secret` so they nev
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from monitor.metrics import Prices
-from monitor.settings import (
+from monitor.config.sections import (
+    DATABASE_DRIVERS,
+    DEFAULT_WORKLOADS,
     AlertSettings,
     ChannelSettings,
+    ConfigFile,
+    DatabaseSettings,
+    DirectTarget,
     MaintenanceWindow,
+    OpenRouterSettings,
+    ProviderInfo,
+    ProviderLimits,
     ReportSettings,
+    ScheduleSettings,
+    Timeouts,
     UptimeSettings,
+    Workload,
 )
+from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("provmon.toml")
-OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ConfigError(Exception):
-    """The config cannot be used; `problems` lists each as `key.path: what is wrong`."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-    def __str__(self) -> str:
-        lines = [f"invalid config {self.source}:"] + [f"  {p}" for p in self.problems]
-        return "\n".join(lines)
 
 
 class Secret:
@@ -65,157 +60,17 @@ class Secret:
         return hash(self._value)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per million tokens, used for `cost_usd` when the route reports no cost."""
 
+    input_per_mtok: float
+    output_per_mtok: float
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
-EnvName = Annotated[str, Field(pattern=ENV_NAME.pattern)]
-
-
-class Timeouts(_Model):
-    """Per-probe deadlines, in seconds."""
-
-    connect_s: PositiveSeconds = 10.0
-    first_token_s: PositiveSeconds = 60.0
-    idle_s: PositiveSeconds = 30.0
-    total_s: PositiveSeconds = 300.0
-
-    @model_validator(mode="after")
-    def _total_covers_first_token(self) -> Timeouts:
-        if self.total_s < self.first_token_s:
-            raise ValueError("total_s must be at least first_token_s")
-        return self
-
-
-class Workload(_Model):
-    """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
-
-    name: str = ""
-    input_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
-
-
-DEFAULT_WORKLOADS: dict[str, Workload] = {
-    "heartbeat": Workload(name="heartbeat", input_tokens=10, max_tokens=1),
-    "short": Workload(name="short", input_tokens=100, max_tokens=300),
-    "long": Workload(name="long", input_tokens=1000, max_tokens=1000),
-}
-
-
-class ProviderLimits(_Model):
-    """How hard provmon may hit one provider: request rate and requests in flight."""
-
-    requests_per_s: Annotated[float, Field(gt=0)] | None = None
-    concurrency: Annotated[int, Field(ge=1)] = 4
-
-
-class OpenRouterSettings(_Model):
-    base_url: str = OPENROUTER_BASE_URL
-    api_key_env: EnvName | None = "OPENROUTER_API_KEY"
-
-
-class ProviderInfo(_Model):
-    """What a report shows of a provider beyond measurements: context length and prices."""
-
-    context_length: Annotated[int, Field(ge=1)] | None = None
-    input_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
-    output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
-
-
-class _PriceFields(ProviderInfo):
-    stream_options: bool = True
-    workloads: tuple[str, ...] = ("short",)
-    interval_s: PositiveSeconds | None = None
-
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
-DATABASE_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
-
-
-class DatabaseSettings(_Model):
-    """Where probes are stored: `url`, or `url_env` naming a variable that holds it (use that
-    when the URL carries a password)."""
-
-    url: str = DEFAULT_DATABASE_URL
-    url_env: EnvName | None = None
-    spill_path: str = "provmon-spill.jsonl"
-
-    @model_validator(mode="after")
-    def _known_driver(self) -> DatabaseSettings:
-        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return self
-
-
-class ScheduleSettings(_Model):
-    """How often each target is probed, how much that may cost, how long probes are kept."""
-
-    interval_s: PositiveSeconds = 60.0
-    jitter_s: Annotated[float, Field(ge=0)] = 5.0
-    budget_usd_per_day: Annotated[float, Field(ge=0)] | None = None
-    retention_days: Annotated[int, Field(ge=1)] = 30
-    drain_s: Annotated[float, Field(ge=0)] = 30.0
-    status_every_s: PositiveSeconds = 60.0
-
-
-class DirectTarget(_PriceFields):
-    """A provider's own OpenAI-compatible endpoint."""
-
-    route: Literal["direct"]
-    model: Annotated[str, Field(min_length=1)]
-    provider: Annotated[str, Field(min_length=1)]
-    base_url: Annotated[str, Field(pattern=r"^https?://")]
-    provider_model: str | None = None
-    api_key_env: EnvName | None = None
-
-
-class OpenRouterTarget(_PriceFields):
-    """A model on OpenRouter, one target per provider, each pinned to that provider alone."""
-
-    route: Literal["openrouter"]
-    model: Annotated[str, Field(min_length=1)]
-    providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
-    info: dict[str, ProviderInfo] = {}
-
-    @model_validator(mode="after")
-    def _info_for_listed_providers(self) -> OpenRouterTarget:
-        unknown = sorted(set(self.info) - set(self.providers))
-        if unknown:
-            raise ValueError(f"info for providers not in providers: {', '.join(unknown)}")
-        return self
-
-
-TargetEntry = Annotated[DirectTarget | OpenRouterTarget, Field(discriminator="route")]
-
-
-class ConfigFile(_Model):
-    """The TOML file as written."""
-
-    vantage: Annotated[str, Field(min_length=1, max_length=64)] = "local"
-    timeouts: Timeouts = Timeouts()
-    workloads: dict[str, Workload] = {}
-    openrouter: OpenRouterSettings = OpenRouterSettings()
-    providers: dict[str, ProviderLimits] = {}
-    database: DatabaseSettings = DatabaseSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-    uptime: UptimeSettings = UptimeSettings()
-    reports: ReportSettings = ReportSettings()
-    alerts: AlertSettings = AlertSettings()
-    maintenance: tuple[MaintenanceWindow, ...] = ()
-    targets: tuple[TargetEntry, ...] = ()
-
-    @model_validator(mode="after")
-    def _workloads_exist(self) -> ConfigFile:
-        known = set(DEFAULT_WORKLOADS) | set(self.workloads)
-        for i, t in enumerate(self.targets):
-            for w in t.workloads:
-                if w not in known:
-                    raise ValueError(
-                        f"targets[{i}].workloads: unknown workload {w!r} "
-                        f"(known: {', '.join(sorted(known))})"
-                    )
-        return self
+    def cost_usd(self, input_tokens: int | None, output_tokens: int | None) -> float:
+        return (
+            (input_tokens or 0) * self.input_per_mtok + (output_tokens or 0) * self.output_per_mtok
+        ) / 1e6
 
 
 @dataclass(frozen=True, slots=True)

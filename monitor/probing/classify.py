@@ -7,7 +7,7 @@ import math
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from monitor.metrics import StreamMeter
+from monitor.probing.metrics import StreamMeter
 from monitor.results import Outcome
 
 

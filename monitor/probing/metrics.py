@@ -8,27 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from monitor.chunks import Chunk, StreamError, Usage
+from monitor.config import Prices
+from monitor.probing.chunks import Chunk, StreamError, Usage
+from monitor.probing.tokens import TokenCounter
 from monitor.results import TokenSource
-from monitor.tokens import TokenCounter
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 BUFFERED_MIN_TOKENS = 10
 BUFFERED_TTFT_SHARE = 0.9
-
-
-@dataclass(frozen=True, slots=True)
-class Prices:
-    """USD per million tokens, used for `cost_usd` when the route reports no cost."""
-
-    input_per_mtok: float
-    output_per_mtok: float
-
-    def cost_usd(self, input_tokens: int | None, output_tokens: int | None) -> float:
-        return (
-            (input_tokens or 0) * self.input_per_mtok + (output_tokens or 0) * self.output_per_mtok
-        ) / 1e6
 
 
 @dataclass(slots=True)

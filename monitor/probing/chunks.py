@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.sse import SSEEvent
+from monitor.probing.sse import SSEEvent
 
 EXCERPT_CHARS = 200
 

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from monitor.config import Target, Workload
-from monitor.tokens import estimate_tokens
+from monitor.probing.tokens import estimate_tokens
 
 # A neutral filler text; words of about one token each.
 _FILLER = (

@@ -14,29 +14,26 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import aiohttp
 
-from monitor.chunks import Chunk, Done, Malformed, read_event
-from monitor.classify import Ending, classify_status, classify_stream, parse_retry_after
+from monitor.clock import utc_now
 from monitor.config import Target, Timeouts, Workload
-from monitor.metrics import Measurements, StreamMeter, measure
-from monitor.prompts import build_body, new_nonce
+from monitor.probing.chunks import Chunk, Done, Malformed, read_event
+from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
+from monitor.probing.metrics import Measurements, StreamMeter, measure
+from monitor.probing.prompts import build_body, new_nonce
+from monitor.probing.sse import SSEError, SSEEvent, SSEParser
+from monitor.probing.throttle import Gates
+from monitor.probing.tokens import TokenCounter
 from monitor.redact import short_message
 from monitor.results import Outcome, ProbeResult
-from monitor.sse import SSEError, SSEEvent, SSEParser
-from monitor.throttle import Gates
-from monitor.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
 ERROR_BODY_BYTES = 4096
 NOT_SSE_BODY_BYTES = 65536
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)

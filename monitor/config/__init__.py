@@ -1,0 +1,36 @@
+"""The config: one TOML file, validated once into frozen objects.
+
+`sections` says what the file may contain (pydantic models, one per section); `load` reads the
+file, resolves secrets from the environment mapping it is given, and builds `Config`. Nothing
+else in provmon reads the environment.
+"""
+
+from __future__ import annotations
+
+from monitor.config.load import (
+    DEFAULT_CONFIG_PATH,
+    Channel,
+    Config,
+    Prices,
+    Secret,
+    Target,
+    load_config,
+    parse_config,
+)
+from monitor.config.sections import ProviderLimits, Timeouts, Workload
+from monitor.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Channel",
+    "Config",
+    "ConfigError",
+    "Prices",
+    "ProviderLimits",
+    "Secret",
+    "Target",
+    "Timeouts",
+    "Workload",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,295 @@
+"""What the config file may say: one frozen pydantic model per section, and the whole file.
+
+`monitor.config.load` validates a parsed TOML document against `ConfigFile` and builds the
+objects the rest of provmon uses from it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from monitor.results import Outcome
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EnvName = Annotated[str, Field(pattern=ENV_NAME.pattern)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+FAILURE_OUTCOMES: tuple[Outcome, ...] = tuple(o for o in Outcome if o.counts_against_uptime)
+"""The outcomes that count against uptime unless `[uptime] failure_outcomes` says otherwise."""
+
+
+class Section(BaseModel):
+    """The base of every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UptimeSettings(Section):
+    """How uptime is counted (DESIGN.md section 3); reports state these choices."""
+
+    min_samples: Annotated[int, Field(ge=1)] = 10
+    failure_outcomes: tuple[Outcome, ...] = FAILURE_OUTCOMES
+    maintenance: Literal["exclude", "include"] = "exclude"
+    gaps: Literal["ignore", "down"] = "ignore"
+
+    @field_validator("failure_outcomes")
+    @classmethod
+    def _not_ok(cls, value: tuple[Outcome, ...]) -> tuple[Outcome, ...]:
+        if Outcome.OK in value:
+            raise ValueError("ok is a success, not a failure")
+        return value
+
+
+class ReportSettings(Section):
+    """Where reports go and when the daemon writes the weekly one (UTC)."""
+
+    out_dir: str = "reports"
+    formats: tuple[Literal["html", "md", "csv", "json"], ...] = ("html", "md", "csv", "json")
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    weekly_hour: Annotated[int, Field(ge=0, le=23)] = 6
+    weekly_minute: Annotated[int, Field(ge=0, le=59)] = 0
+
+
+class MaintenanceWindow(Section):
+    """A time when notifications are muted (and, by default, probes left out of uptime).
+
+    One-off (`start`, `end`) or recurring (`cron`, five fields in UTC, plus `duration_s`). Scoped
+    to a `target` key, a `provider` or a `model`; with none of them, to everything.
+    """
+
+    name: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: str | None = None
+    duration_s: PositiveSeconds | None = None
+    target: str | None = None
+    provider: str | None = None
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MaintenanceWindow:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration_s is not None
+        if one_off == recurring:
+            raise ValueError("give either start and end, or cron and duration_s")
+        if one_off:
+            if self.start is None or self.end is None:
+                raise ValueError("a one-off window needs both start and end")
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("start and end need a UTC offset, e.g. 2026-11-20T02:00:00Z")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+        elif self.cron is None or self.duration_s is None:
+            raise ValueError("a recurring window needs both cron and duration_s")
+        elif len(self.cron.split()) != 5:
+            raise ValueError("cron needs five fields: minute hour day month weekday")
+        else:
+            try:
+                from monitor.scheduler import cron_next  # cron arithmetic lives there
+
+                cron_next(self.cron, datetime(2000, 1, 1, tzinfo=UTC))
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r}: {exc}") from None
+        return self
+
+
+class ChannelSettings(Section):
+    """Where notifications go: a JSON webhook (Alertmanager's payload), Apprise URLs, the log."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    type: Literal["webhook", "apprise", "log"]
+    url: str | None = None
+    url_env: EnvName | None = None
+    hmac_secret_env: EnvName | None = None
+    timeout_s: PositiveSeconds = 10.0
+
+    @model_validator(mode="after")
+    def _where(self) -> ChannelSettings:
+        if self.type != "log" and (self.url is None) == (self.url_env is None):
+            raise ValueError(f"a {self.type} channel needs url or url_env (one of them)")
+        if (
+            self.type == "webhook"
+            and self.url is not None
+            and not self.url.startswith(("http://", "https://"))
+        ):
+            raise ValueError("a webhook url must start with http:// or https://")
+        return self
+
+
+class AlertSettings(Section):
+    """The alert rules of DESIGN.md section 4 and their delivery."""
+
+    failure_threshold: Annotated[int, Field(ge=1)] = 3
+    success_threshold: Annotated[int, Field(ge=1)] = 2
+    repeat_interval_s: PositiveSeconds = 4 * 3600.0
+    send_resolved: bool = True
+    quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
+    vantage_active_s: PositiveSeconds = 900.0
+    degraded_ttft_p50_ms: PositiveSeconds | None = None
+    degraded_decode_tps_p50: PositiveSeconds | None = None
+    degraded_window_s: PositiveSeconds = 900.0
+    degraded_min_samples: Annotated[int, Field(ge=1)] = 5
+    connectivity_url: str | None = None
+    connectivity_every_s: PositiveSeconds = 30.0
+    mass_failure_share: Annotated[float, Field(gt=0, le=1)] = 0.9
+    mass_failure_min_targets: Annotated[int, Field(ge=2)] = 4
+    retry_max_attempts: Annotated[int, Field(ge=1)] = 8
+    retry_base_s: PositiveSeconds = 5.0
+    channels: tuple[ChannelSettings, ...] = (ChannelSettings(name="log", type="log"),)
+
+    @model_validator(mode="after")
+    def _channel_names_unique(self) -> AlertSettings:
+        names = [c.name for c in self.channels]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique: {', '.join(twice)}")
+        return self
+
+
+class Timeouts(Section):
+    """Per-probe deadlines, in seconds."""
+
+    connect_s: PositiveSeconds = 10.0
+    first_token_s: PositiveSeconds = 60.0
+    idle_s: PositiveSeconds = 30.0
+    total_s: PositiveSeconds = 300.0
+
+    @model_validator(mode="after")
+    def _total_covers_first_token(self) -> Timeouts:
+        if self.total_s < self.first_token_s:
+            raise ValueError("total_s must be at least first_token_s")
+        return self
+
+
+class Workload(Section):
+    """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
+
+    name: str = ""
+    input_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+DEFAULT_WORKLOADS: dict[str, Workload] = {
+    "heartbeat": Workload(name="heartbeat", input_tokens=10, max_tokens=1),
+    "short": Workload(name="short", input_tokens=100, max_tokens=300),
+    "long": Workload(name="long", input_tokens=1000, max_tokens=1000),
+}
+
+
+class ProviderLimits(Section):
+    """How hard provmon may hit one provider: request rate and requests in flight."""
+
+    requests_per_s: Annotated[float, Field(gt=0)] | None = None
+    concurrency: Annotated[int, Field(ge=1)] = 4
+
+
+class OpenRouterSettings(Section):
+    base_url: str = OPENROUTER_BASE_URL
+    api_key_env: EnvName | None = "OPENROUTER_API_KEY"
+
+
+class ProviderInfo(Section):
+    """What a report shows of a provider beyond measurements: context length and prices."""
+
+    context_length: Annotated[int, Field(ge=1)] | None = None
+    input_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+
+
+class _PriceFields(ProviderInfo):
+    stream_options: bool = True
+    workloads: tuple[str, ...] = ("short",)
+    interval_s: PositiveSeconds | None = None
+
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
+DATABASE_DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
+class DatabaseSettings(Section):
+    """Where probes are stored: `url`, or `url_env` naming a variable that holds it (use that
+    when the URL carries a password)."""
+
+    url: str = DEFAULT_DATABASE_URL
+    url_env: EnvName | None = None
+    spill_path: str = "provmon-spill.jsonl"
+
+    @model_validator(mode="after")
+    def _known_driver(self) -> DatabaseSettings:
+        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return self
+
+
+class ScheduleSettings(Section):
+    """How often each target is probed, how much that may cost, how long probes are kept."""
+
+    interval_s: PositiveSeconds = 60.0
+    jitter_s: Annotated[float, Field(ge=0)] = 5.0
+    budget_usd_per_day: Annotated[float, Field(ge=0)] | None = None
+    retention_days: Annotated[int, Field(ge=1)] = 30
+    drain_s: Annotated[float, Field(ge=0)] = 30.0
+    status_every_s: PositiveSeconds = 60.0
+
+
+class DirectTarget(_PriceFields):
+    """A provider's own OpenAI-compatible endpoint."""
+
+    route: Literal["direct"]
+    model: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    provider_model: str | None = None
+    api_key_env: EnvName | None = None
+
+
+class OpenRouterTarget(_PriceFields):
+    """A model on OpenRouter, one target per provider, each pinned to that provider alone."""
+
+    route: Literal["openrouter"]
+    model: Annotated[str, Field(min_length=1)]
+    providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    info: dict[str, ProviderInfo] = {}
+
+    @model_validator(mode="after")
+    def _info_for_listed_providers(self) -> OpenRouterTarget:
+        unknown = sorted(set(self.info) - set(self.providers))
+        if unknown:
+            raise ValueError(f"info for providers not in providers: {', '.join(unknown)}")
+        return self
+
+
+TargetEntry = Annotated[DirectTarget | OpenRouterTarget, Field(discriminator="route")]
+
+
+class ConfigFile(Section):
+    """The TOML file as written."""
+
+    vantage: Annotated[str, Field(min_length=1, max_length=64)] = "local"
+    timeouts: Timeouts = Timeouts()
+    workloads: dict[str, Workload] = {}
+    openrouter: OpenRouterSettings = OpenRouterSettings()
+    providers: dict[str, ProviderLimits] = {}
+    database: DatabaseSettings = DatabaseSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    uptime: UptimeSettings = UptimeSettings()
+    reports: ReportSettings = ReportSettings()
+    alerts: AlertSettings = AlertSettings()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    targets: tuple[TargetEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _workloads_exist(self) -> ConfigFile:
+        known = set(DEFAULT_WORKLOADS) | set(self.workloads)
+        for i, t in enumerate(self.targets):
+            for w in t.workloads:
+                if w not in known:
+                    raise ValueError(
+                        f"targets[{i}].workloads: unknown workload {w!r} "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+        return self

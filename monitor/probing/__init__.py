@@ -1,0 +1,7 @@
+"""The probe path: from a target and a workload to one `ProbeResult`.
+
+Pure: `sse` (bytes → events), `chunks` (events → content, usage, errors), `metrics` (stamps →
+TTFT, decode speed, ...), `classify` (how a probe ended → outcome), `tokens`, `prompts`. I/O:
+`client`, the only aiohttp user on this path, which stamps each read with `perf_counter_ns`
+and hands the bytes on; `throttle`, the only asyncio-throttle user (per-provider gates).
+"""
