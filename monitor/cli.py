@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +18,14 @@ from monitor.clock import utc_now
 from monitor.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
 from monitor.errors import ConfigError, DatabaseError, UsageError
 from monitor.logs import setup_logging
-from monitor.reporting.periods import Period, parse_week, parse_when, span_period, week_period
+from monitor.reporting.periods import (
+    Period,
+    parse_since,
+    parse_week,
+    parse_when,
+    span_period,
+    week_period,
+)
 from monitor.results import Outcome, ProbeResult
 from monitor.status import TargetStatus, WindowStats
 from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row, render
@@ -156,18 +163,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_AGO = {"m": 60, "h": 3600, "d": 86400}
-
-
 def _since(text: str) -> datetime:
     """`--since`: an ISO date or timestamp (UTC when naive), or an age such as 90m, 24h, 7d."""
-    text = text.strip()
-    if text[:-1].isdigit() and text[-1:] in _AGO:
-        return utc_now() - timedelta(seconds=int(text[:-1]) * _AGO[text[-1]])
     try:
-        return parse_when(text)
-    except ValueError:
-        raise UsageError(f"--since {text!r}: give a date, a timestamp or an age like 7d") from None
+        return parse_since(text, utc_now())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:

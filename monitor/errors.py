@@ -33,6 +33,8 @@ class ConfigError(ProvmonError):
         super().__init__(f"{source}: " + "; ".join(problems))
 
     def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return f"invalid config {self.source}: {self.problems[0]}"
         lines = [f"invalid config {self.source}:"] + [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 

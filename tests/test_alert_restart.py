@@ -59,7 +59,7 @@ max_tokens = 5
 url = "sqlite+aiosqlite:///{db}"
 spill_path = "{tmp_path / "spill.jsonl"}"
 [schedule]
-interval_s = 0.3
+interval_s = 1
 jitter_s = 0.05
 drain_s = 2
 [alerts]

@@ -101,7 +101,7 @@ def test_secrets_never_print(tmp_path: Path) -> None:
         ),
         (
             '[[targets]]\nroute = "direct"\nmodel = "m"\nprovider = "p"\nbase_url = "ftp://x"\n',
-            "targets[0].base_url: String should match pattern",
+            "targets[0].base_url: must start with http:// or https://",
         ),
         (
             '[[targets]]\nroute = "openrouter"\nmodel = "m"\nproviders = []\n',

@@ -34,7 +34,7 @@ provider = "{p}"
 base_url = "{sim.direct_base_url(p)}"
 api_key_env = "{key_env}"
 workloads = ["tiny"]
-interval_s = 0.3
+interval_s = 1
 """
         for p in ("plain", "comments", "usage-none")
     )

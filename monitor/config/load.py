@@ -6,6 +6,7 @@ here, once, from the mapping the caller passes, and kept in `Secret` so they nev
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -286,16 +287,44 @@ def parse_config(
     )
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text, or a ConfigError naming the file and what is wrong with it: missing,
+    not a regular file (a directory, a FIFO: never opened, so never a hang), too large, not
+    UTF-8, unreadable."""
+    where = str(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(where, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(where, [f"cannot read: {exc.strerror or exc}"]) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(where, ["is a directory, not a config file"])
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(where, ["is not a regular file (a FIFO, socket or device?)"])
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(where, [f"is {info.st_size} bytes; a config is at most 4 MiB"])
+    try:
+        return path.read_bytes()[: MAX_CONFIG_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(where, [f"is not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError(where, [f"cannot read: {exc.strerror or exc}"]) from None
+
+
 def load_config(path: Path, environ: Mapping[str, str]) -> Config:
     """Read and validate a TOML config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    text = read_config_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
-    return parse_config(data, environ, str(path))
+    except RecursionError:
+        raise ConfigError(str(path), ["nested too deeply to be a config"]) from None
+    try:
+        return parse_config(data, environ, str(path))
+    except RecursionError:
+        raise ConfigError(str(path), ["nested too deeply to be a config"]) from None

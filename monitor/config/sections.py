@@ -12,11 +12,24 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monitor.config.checks import (
+    BaseUrl,
+    HttpUrl,
+    IntervalSeconds,
+    PeriodSeconds,
+    PositiveNumber,
+    PositiveSeconds,
+    Share,
+    TimeoutSeconds,
+    Usd,
+    WaitSeconds,
+    count,
+    http_url,
+)
 from monitor.results import Outcome
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EnvName = Annotated[str, Field(pattern=ENV_NAME.pattern)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 FAILURE_OUTCOMES: tuple[Outcome, ...] = tuple(o for o in Outcome if o.counts_against_uptime)
 """The outcomes that count against uptime unless `[uptime] failure_outcomes` says otherwise."""
@@ -31,7 +44,7 @@ class Section(BaseModel):
 class UptimeSettings(Section):
     """How uptime is counted (DESIGN.md section 3); reports state these choices."""
 
-    min_samples: Annotated[int, Field(ge=1)] = 10
+    min_samples: Annotated[int, count(1, 1_000_000)] = 10
     failure_outcomes: tuple[Outcome, ...] = FAILURE_OUTCOMES
     maintenance: Literal["exclude", "include"] = "exclude"
     gaps: Literal["ignore", "down"] = "ignore"
@@ -50,8 +63,8 @@ class ReportSettings(Section):
     out_dir: str = "reports"
     formats: tuple[Literal["html", "md", "csv", "json"], ...] = ("html", "md", "csv", "json")
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
-    weekly_hour: Annotated[int, Field(ge=0, le=23)] = 6
-    weekly_minute: Annotated[int, Field(ge=0, le=59)] = 0
+    weekly_hour: Annotated[int, count(0, 23)] = 6
+    weekly_minute: Annotated[int, count(0, 59)] = 0
 
 
 class MaintenanceWindow(Section):
@@ -105,40 +118,39 @@ class ChannelSettings(Section):
     url: str | None = None
     url_env: EnvName | None = None
     hmac_secret_env: EnvName | None = None
-    timeout_s: PositiveSeconds = 10.0
+    timeout_s: TimeoutSeconds = 10.0
 
     @model_validator(mode="after")
     def _where(self) -> ChannelSettings:
         if self.type != "log" and (self.url is None) == (self.url_env is None):
             raise ValueError(f"a {self.type} channel needs url or url_env (one of them)")
-        if (
-            self.type == "webhook"
-            and self.url is not None
-            and not self.url.startswith(("http://", "https://"))
-        ):
-            raise ValueError("a webhook url must start with http:// or https://")
+        if self.type == "webhook" and self.url is not None:
+            try:
+                http_url(self.url, base=False)
+            except ValueError as exc:
+                raise ValueError(f"webhook url {exc}") from None
         return self
 
 
 class AlertSettings(Section):
     """The alert rules of DESIGN.md section 4 and their delivery."""
 
-    failure_threshold: Annotated[int, Field(ge=1)] = 3
-    success_threshold: Annotated[int, Field(ge=1)] = 2
-    repeat_interval_s: PositiveSeconds = 4 * 3600.0
-    send_resolved: bool = True
-    quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
-    vantage_active_s: PositiveSeconds = 900.0
-    degraded_ttft_p50_ms: PositiveSeconds | None = None
-    degraded_decode_tps_p50: PositiveSeconds | None = None
-    degraded_window_s: PositiveSeconds = 900.0
-    degraded_min_samples: Annotated[int, Field(ge=1)] = 5
-    connectivity_url: str | None = None
-    connectivity_every_s: PositiveSeconds = 30.0
-    mass_failure_share: Annotated[float, Field(gt=0, le=1)] = 0.9
-    mass_failure_min_targets: Annotated[int, Field(ge=2)] = 4
-    retry_max_attempts: Annotated[int, Field(ge=1)] = 8
-    retry_base_s: PositiveSeconds = 5.0
+    failure_threshold: Annotated[int, count(1, 10_000)] = 3
+    success_threshold: Annotated[int, count(1, 10_000)] = 2
+    repeat_interval_s: PeriodSeconds = 4 * 3600.0
+    send_resolved: Annotated[bool, Field(strict=True)] = True
+    quorum: Share = 0.5
+    vantage_active_s: PeriodSeconds = 900.0
+    degraded_ttft_p50_ms: PositiveNumber | None = None
+    degraded_decode_tps_p50: PositiveNumber | None = None
+    degraded_window_s: PeriodSeconds = 900.0
+    degraded_min_samples: Annotated[int, count(1, 1_000_000)] = 5
+    connectivity_url: HttpUrl | None = None
+    connectivity_every_s: PeriodSeconds = 30.0
+    mass_failure_share: Share = 0.9
+    mass_failure_min_targets: Annotated[int, count(2, 1_000_000)] = 4
+    retry_max_attempts: Annotated[int, count(1, 1000)] = 8
+    retry_base_s: TimeoutSeconds = 5.0
     channels: tuple[ChannelSettings, ...] = (ChannelSettings(name="log", type="log"),)
 
     @model_validator(mode="after")
@@ -153,10 +165,10 @@ class AlertSettings(Section):
 class Timeouts(Section):
     """Per-probe deadlines, in seconds."""
 
-    connect_s: PositiveSeconds = 10.0
-    first_token_s: PositiveSeconds = 60.0
-    idle_s: PositiveSeconds = 30.0
-    total_s: PositiveSeconds = 300.0
+    connect_s: TimeoutSeconds = 10.0
+    first_token_s: TimeoutSeconds = 60.0
+    idle_s: TimeoutSeconds = 30.0
+    total_s: TimeoutSeconds = 300.0
 
     @model_validator(mode="after")
     def _total_covers_first_token(self) -> Timeouts:
@@ -169,8 +181,8 @@ class Workload(Section):
     """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
 
     name: str = ""
-    input_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)]
+    input_tokens: Annotated[int, count(1, 1_000_000)]
+    max_tokens: Annotated[int, count(1, 1_000_000)]
 
 
 DEFAULT_WORKLOADS: dict[str, Workload] = {
@@ -183,27 +195,29 @@ DEFAULT_WORKLOADS: dict[str, Workload] = {
 class ProviderLimits(Section):
     """How hard provmon may hit one provider: request rate and requests in flight."""
 
-    requests_per_s: Annotated[float, Field(gt=0)] | None = None
-    concurrency: Annotated[int, Field(ge=1)] = 4
+    requests_per_s: (
+        Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=100_000)] | None
+    ) = None
+    concurrency: Annotated[int, count(1, 100_000)] = 4
 
 
 class OpenRouterSettings(Section):
-    base_url: str = OPENROUTER_BASE_URL
+    base_url: BaseUrl = OPENROUTER_BASE_URL
     api_key_env: EnvName | None = "OPENROUTER_API_KEY"
 
 
 class ProviderInfo(Section):
     """What a report shows of a provider beyond measurements: context length and prices."""
 
-    context_length: Annotated[int, Field(ge=1)] | None = None
-    input_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
-    output_price_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    context_length: Annotated[int, count(1, 1_000_000_000)] | None = None
+    input_price_per_mtok: Usd | None = None
+    output_price_per_mtok: Usd | None = None
 
 
 class _PriceFields(ProviderInfo):
-    stream_options: bool = True
+    stream_options: Annotated[bool, Field(strict=True)] = True
     workloads: tuple[str, ...] = ("short",)
-    interval_s: PositiveSeconds | None = None
+    interval_s: IntervalSeconds | None = None
 
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
@@ -218,22 +232,31 @@ class DatabaseSettings(Section):
     url_env: EnvName | None = None
     spill_path: str = "provmon-spill.jsonl"
 
-    @model_validator(mode="after")
-    def _known_driver(self) -> DatabaseSettings:
-        if not self.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return self
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if not url.startswith(DATABASE_DRIVERS):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if url.startswith("sqlite") and not url.removeprefix("sqlite+aiosqlite:///"):
+            raise ValueError("give a file, e.g. sqlite+aiosqlite:///provmon.db")
+        return url
 
 
 class ScheduleSettings(Section):
     """How often each target is probed, how much that may cost, how long probes are kept."""
 
-    interval_s: PositiveSeconds = 60.0
-    jitter_s: Annotated[float, Field(ge=0)] = 5.0
-    budget_usd_per_day: Annotated[float, Field(ge=0)] | None = None
-    retention_days: Annotated[int, Field(ge=1)] = 30
-    drain_s: Annotated[float, Field(ge=0)] = 30.0
-    status_every_s: PositiveSeconds = 60.0
+    interval_s: IntervalSeconds = 60.0
+    jitter_s: WaitSeconds = 5.0
+    budget_usd_per_day: Usd | None = None
+    retention_days: Annotated[int, count(1, 36_500)] = 30
+    drain_s: WaitSeconds = 30.0
+    status_every_s: PeriodSeconds = 60.0
+
+    @model_validator(mode="after")
+    def _jitter_below_interval(self) -> ScheduleSettings:
+        if self.jitter_s >= self.interval_s:
+            raise ValueError("jitter_s must be less than interval_s")
+        return self
 
 
 class DirectTarget(_PriceFields):
@@ -242,7 +265,7 @@ class DirectTarget(_PriceFields):
     route: Literal["direct"]
     model: Annotated[str, Field(min_length=1)]
     provider: Annotated[str, Field(min_length=1)]
-    base_url: Annotated[str, Field(pattern=r"^https?://")]
+    base_url: BaseUrl
     provider_model: str | None = None
     api_key_env: EnvName | None = None
 

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+_AGE = re.compile(r"^(\d{1,9})([mhd])$")
+_AGE_S = {"m": 60, "h": 3600, "d": 86400}
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+LONGEST = timedelta(days=3660)
+"""Periods lie within [EARLIEST, LATEST] and span at most ten years: enough for any report,
+and far enough from datetime's limits that the previous period never overflows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ def parse_week(text: str) -> Period:
     if not m:
         raise ValueError(f"week {text!r} is not of the form 2026-W47")
     year, week = int(m.group(1)), int(m.group(2))
+    if not EARLIEST.year <= year < LATEST.year:
+        raise ValueError(f"week {text!r}: give a year from {EARLIEST.year} to {LATEST.year - 1}")
     try:
         monday = date.fromisocalendar(year, week, 1)
     except ValueError:
@@ -66,6 +75,10 @@ def span_period(start: datetime, end: datetime) -> Period:
         raise ValueError("since/until need a time zone (e.g. 2026-11-20T00:00Z)")
     if end <= start:
         raise ValueError("until must be after since")
+    _in_range(start)
+    _in_range(end)
+    if end - start > LONGEST:
+        raise ValueError("a period spans at most ten years")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     fmt = (
         "%Y-%m-%dT%H%M"
@@ -75,7 +88,35 @@ def span_period(start: datetime, end: datetime) -> Period:
     return Period(start, end, f"{start.strftime(fmt)}_{end.strftime(fmt)}")
 
 
+def _in_range(when: datetime) -> datetime:
+    if not EARLIEST <= when <= LATEST:
+        raise ValueError(
+            f"{when.date().isoformat()} is out of range: give a date from "
+            f"{EARLIEST.date().isoformat()} to {LATEST.date().isoformat()}"
+        )
+    return when
+
+
 def parse_when(text: str) -> datetime:
-    """A date (`2026-11-20`, midnight UTC) or an ISO timestamp; naive means UTC."""
+    """A date (`2026-11-20`, midnight UTC) or an ISO timestamp; naive means UTC. Raises
+    ValueError when it is not one, or lies outside [EARLIEST, LATEST]."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return _in_range(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`--since`: a date or timestamp as `parse_when`, or an age before `now` such as 90m,
+    24h, 7d. Raises ValueError saying what to give."""
+    text = text.strip()
+    m = _AGE.match(text)
+    try:
+        if m is None:
+            return parse_when(text)
+        seconds = int(m.group(1)) * _AGE_S[m.group(2)]
+        if seconds > (now - EARLIEST).total_seconds():
+            raise ValueError(f"{text} reaches back before {EARLIEST.date().isoformat()}")
+        return now - timedelta(seconds=seconds)
+    except ValueError as exc:
+        raise ValueError(
+            f"--since {text!r}: {exc}; give a date, a timestamp or an age like 7d"
+        ) from None
