@@ -52,6 +52,22 @@ class SpillFile:
         finally:
             os.close(fd)
 
+    def check_writable(self) -> None:
+        """Prove the spill can be written where it is configured: create, write, fsync and
+        remove a probe file beside it (and append-open the spill itself if it exists). Raises
+        OSError saying why not."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        probe = self.path.with_name(f".{self.path.name}.check-{os.getpid()}")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"provmon spill check\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+        if self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+
     @property
     def rejected_path(self) -> Path:
         return self.path.with_name(self.path.name + ".rejected")
@@ -67,7 +83,7 @@ class SpillFile:
         try:
             with self._lock, self.path.open("rb") as f:
                 data = f.read() if max_bytes is None else f.read(max_bytes)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return [], 0
         end = data.rfind(b"\n") + 1  # a torn last line (no newline yet) is left alone
         out: list[SpillRecord] = []
@@ -82,9 +98,11 @@ class SpillFile:
         return out, end
 
     def size(self) -> int:
+        """Bytes in the spill; 0 when there is none (or it cannot be reached: then nothing
+        was spilled there either)."""
         try:
             return self.path.stat().st_size
-        except FileNotFoundError:
+        except OSError:
             return 0
 
     def drop_through(self, offset: int) -> None:

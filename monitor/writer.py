@@ -1,9 +1,12 @@
 """The probe writer: keeps the database out of the probe path.
 
-Probes hand results to `submit` (never blocks). One task takes them from a bounded queue and
-inserts them in batches. When the database fails, batches go to the spill file instead, and the
-writer retries the database every `retry_interval_s`; once it answers, the spill is replayed
-(idempotent by probe id) and dropped. Nothing is lost, nothing is written twice.
+Probes hand results to `submit` (never blocks, never does I/O). One task takes them from a queue
+and inserts them in batches. A batch the database has not acknowledged within `ack_s` of its
+oldest result's submission goes to the fsynced spill file — whether the database refused, reset
+or simply stopped answering — so a `kill -9` loses nothing measured more than `ack_s` earlier.
+While the database is away every batch goes to the spill; the writer pings it every
+`retry_interval_s` and, once it answers, replays the spill (idempotent by probe id) and drops it.
+Nothing is lost, nothing is written twice.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from monitor.errors import StoreRejected, StoreUnavailable
 from monitor.results import ProbeResult
@@ -34,6 +38,14 @@ class WriterStats:
     replayed: int = 0
     rejected: int = 0
     db_failures: int = 0
+    ack_timeouts: int = 0  # batches spilled because the database did not answer in ack_s
+    spill_failures: int = 0  # failed attempts to write the spill file
+
+
+class _Queued(NamedTuple):
+    pid: str
+    result: ProbeResult
+    submitted_s: float  # time.monotonic() at submit: the ack deadline counts from here
 
 
 def new_probe_id() -> str:
@@ -51,21 +63,26 @@ class ProbeWriter:
         flush_interval_s: float = 0.25,
         retry_interval_s: float = 2.0,
         db_timeout_s: float = 30.0,
+        ack_s: float = 2.0,
         on_stored: Callable[[Sequence[ProbeResult]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._spill = spill
-        self._queue: asyncio.Queue[SpillRecord] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._max_queue = max_queue
         self._batch_max = batch_max
         self._flush_interval_s = flush_interval_s
         self._retry_interval_s = retry_interval_s
         self._db_timeout_s = db_timeout_s
+        self._ack_s = ack_s
         self._on_stored = on_stored
         self._db_down = spill.size() > 0  # a spill left by an earlier run: replay it first
         self._next_retry = 0.0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._held: list[SpillRecord] = []
+        self._late: asyncio.Task[bool] | None = None  # an insert still running past its ack
+        self._held: list[SpillRecord] = []  # the spill could not be written: kept, retried
+        self._spill_error: str | None = None
         self._current: list[SpillRecord] = []
         self.stats = WriterStats()
 
@@ -75,37 +92,35 @@ class ProbeWriter:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._held)
 
     def submit(self, result: ProbeResult) -> str:
-        """Queue a result for storage; returns its probe id. Never blocks, never drops."""
+        """Queue a result for storage; returns its probe id. Never blocks, never drops, never
+        touches the disk: a queue past `max_queue` (the database far behind) only makes the
+        writer send whole batches to the spill until it has caught up."""
         pid = new_probe_id()
         self.stats.submitted += 1
-        try:
-            self._queue.put_nowait((pid, result))
-        except asyncio.QueueFull:
-            # The database is far behind: straight to disk rather than grow without bound.
-            self._spill.append([(pid, result)])
-            self.stats.spilled += 1
-            self._db_down = True
+        self._queue.put_nowait(_Queued(pid, result, time.monotonic()))
         return pid
 
-    async def _next_batch(self) -> list[SpillRecord]:
-        batch, self._held = self._held[: self._batch_max], self._held[self._batch_max :]
-        if batch:
-            await asyncio.sleep(self._flush_interval_s)  # held after a disk error: pace retries
-            return batch
+    async def _next_batch(self) -> tuple[list[SpillRecord], float]:
+        """The next batch and the monotonic time by which it must be acknowledged."""
+        now = time.monotonic()
+        if self._held:
+            await asyncio.sleep(self._flush_interval_s)  # the spill failed: pace the retries
+            batch, self._held = self._held[: self._batch_max], self._held[self._batch_max :]
+            return batch, now
         try:
             first = await asyncio.wait_for(self._queue.get(), self._flush_interval_s)
         except TimeoutError:
-            return batch
-        batch.append(first)
-        while len(batch) < self._batch_max:
+            return [], now
+        items = [first]
+        while len(items) < self._batch_max:
             try:
-                batch.append(self._queue.get_nowait())
+                items.append(self._queue.get_nowait())
             except asyncio.QueueEmpty:
                 break
-        return batch
+        return [(q.pid, q.result) for q in items], first.submitted_s + self._ack_s
 
     async def _insert(self, batch: Sequence[SpillRecord]) -> int:
         async with asyncio.timeout(self._db_timeout_s):
@@ -142,20 +157,68 @@ class ProbeWriter:
         mid = len(batch) // 2
         return await self._store_batch(batch[:mid]) and await self._store_batch(batch[mid:])
 
-    async def _write(self, batch: list[SpillRecord]) -> None:
+    async def _store_within(self, batch: list[SpillRecord], ack_by: float) -> bool:
+        """Store `batch` if the database acknowledges it by `ack_by`; else leave the insert
+        running (a replay of what it stores is harmless) and say False."""
+        task = asyncio.create_task(self._store_batch(batch), name="probe-insert")
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, ack_by - time.monotonic()))
+        if done:
+            return task.result()
+        self.stats.ack_timeouts += 1
+        log.warning(
+            "database did not acknowledge %d probes within %.1fs: spilling", len(batch), self._ack_s
+        )
+        self._late = task
+        task.add_done_callback(self._late_done)
+        return False
+
+    def _late_done(self, task: asyncio.Task[bool]) -> None:
+        if self._late is task:
+            self._late = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("late insert failed: %s", task.exception())
+
+    async def _write(self, batch: list[SpillRecord], ack_by: float) -> None:
         if not batch:
             return
         if not self._db_down:
-            if await self._store_batch(batch):
+            if self._queue.qsize() > self._max_queue:
+                log.warning(
+                    "database far behind (%d probes queued): spilling to %s until it catches up",
+                    self._queue.qsize(),
+                    self._spill.path,
+                )
+                self._mark_down()
+            elif await self._store_within(batch, ack_by):
                 return
-            log.warning("spilling to %s until the database is back", self._spill.path)
-            self._mark_down()
+            else:
+                log.warning("spilling to %s until the database is back", self._spill.path)
+                self._mark_down()
+        await self._to_spill(batch)
+
+    async def _to_spill(self, batch: list[SpillRecord]) -> None:
         try:
             await asyncio.to_thread(self._spill.append, batch)
-        except OSError:
-            log.exception("cannot write the spill file %s; holding probes", self._spill.path)
+        except OSError as exc:
+            self.stats.spill_failures += 1
+            if self._spill_error is None:
+                self._spill_error = exc.strerror or str(exc)
+                log.error(
+                    "cannot write the spill file %s (%s): holding %d probes in memory, retrying",
+                    self._spill.path,
+                    self._spill_error,
+                    len(batch),
+                )
             self._held.extend(batch)
             return
+        if self._spill_error is not None:
+            log.warning(
+                "spill file %s writable again after %d failed attempts (%s)",
+                self._spill.path,
+                self.stats.spill_failures,
+                self._spill_error,
+            )
+            self._spill_error = None
         self.stats.spilled += len(batch)
 
     def _mark_down(self) -> None:
@@ -163,15 +226,28 @@ class ProbeWriter:
         self._db_down = True
         self._next_retry = time.monotonic() + self._retry_interval_s
 
+    async def _ping(self) -> bool:
+        try:
+            async with asyncio.timeout(max(self._ack_s, 1.0)):
+                return await self._store.ping()
+        except TimeoutError:
+            return False
+
     async def _try_replay(self) -> None:
         """Database down: when it is time, replay the spill a slice at a time (memory stays
         bounded however long the outage was); when it is empty, resume direct writes.
         Replays are idempotent (probe ids), so a slice stored twice is stored once."""
-        if not self._db_down or time.monotonic() < self._next_retry:
+        if not self._db_down or time.monotonic() < self._next_retry or self._late is not None:
             return
-        if not await self._store.ping():
+        if not await self._ping():
             self._next_retry = time.monotonic() + self._retry_interval_s
             return
+        while self._held:  # the spill could not take these: straight to the database
+            batch = self._held[: self._batch_max]
+            if not await self._store_within(batch, time.monotonic() + self._db_timeout_s):
+                self._next_retry = time.monotonic() + self._retry_interval_s
+                return
+            del self._held[: len(batch)]
         replayed = 0
         while True:
             records, offset = await asyncio.to_thread(self._spill.read, REPLAY_SLICE_BYTES)
@@ -179,7 +255,7 @@ class ProbeWriter:
                 break  # empty, or only a torn last line (the next append completes it)
             for start in range(0, len(records), REPLAY_BATCH):
                 chunk = records[start : start + REPLAY_BATCH]
-                if not await self._store_batch(chunk):
+                if not await self._store_within(chunk, time.monotonic() + self._db_timeout_s):
                     self.stats.db_failures += 1
                     self._next_retry = time.monotonic() + self._retry_interval_s
                     return
@@ -198,29 +274,41 @@ class ProbeWriter:
         while not (self._closing and self._queue.empty() and not self._held):
             try:
                 await self._try_replay()
-                self._current = await self._next_batch()
-                await self._write(self._current)
+                self._current, ack_by = await self._next_batch()
+                await self._write(self._current, ack_by)
                 self._current = []
             except Exception:  # a bug of ours: log it and keep the writer alive
                 log.exception("probe writer failed; retrying")
                 await asyncio.sleep(self._retry_interval_s)
 
-    async def close(self, timeout_s: float = 60.0) -> None:
+    async def close(self, timeout_s: float = 30.0) -> None:
         """Write what is queued (to the database, or to the spill if it is down), then stop.
-        After `timeout_s`, whatever is still queued goes to the spill file as it is."""
+        After `timeout_s`, whatever is still queued goes to the spill file as it is; an
+        insert still running is given what is left of `timeout_s`, then cancelled."""
         self._closing = True
         if self._task is None:
             return
+        deadline = time.monotonic() + timeout_s
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:
             self._task.cancel()
             queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
-            left = self._current + self._held + queued  # a replay of stored ones is harmless
+            left = self._current + self._held + [(q.pid, q.result) for q in queued]
             self._held = []
-            self._spill.append(left)
-            self.stats.spilled += len(left)
-            log.error(
-                "writer did not finish in %.0fs: %d probes left in the spill", timeout_s, len(left)
-            )
+            try:
+                await asyncio.to_thread(self._spill.append, left)
+                self.stats.spilled += len(left)
+                log.error(
+                    "writer did not finish in %.0fs: %d probes left in the spill",
+                    timeout_s,
+                    len(left),
+                )
+            except OSError as exc:
+                log.error("writer stopped: %d probes could not be spilled: %s", len(left), exc)
+        late = self._late
+        if late is not None:
+            _, pending = await asyncio.wait({late}, timeout=max(0.0, deadline - time.monotonic()))
+            for task in pending:
+                task.cancel()
         self._task = None

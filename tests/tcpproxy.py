@@ -12,6 +12,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.black_hole = False  # accept, read, forward nothing: a database that hangs
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -20,11 +21,20 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if self.black_hole:
+                    continue
                 writer.write(data)
                 await writer.drain()
         writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.black_hole:
+            self._writers.add(writer)
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            self._writers.discard(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -48,3 +58,15 @@ class TcpProxy:
 
     async def restore(self) -> None:
         await self.start()
+
+    def hang(self) -> None:
+        """Stop answering without refusing: connections open, bytes go nowhere."""
+        self.black_hole = True
+
+    def unhang(self) -> None:
+        """Answer again; connections that hung stay broken (their bytes were lost), as after a
+        real partition."""
+        self.black_hole = False
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()

@@ -4,7 +4,9 @@ replays when it is back, and never loses or duplicates a probe."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -205,3 +207,156 @@ async def test_a_rolled_back_target_id_is_not_reused(migrated: AsyncEngine) -> N
             )
         ).all()
     assert dict(rows) == {"c" * 32: "Beta", "d" * 32: "Alpha"}
+
+
+def spilled_ids(spill: SpillFile) -> set[str]:
+    records, _ = spill.read()
+    return {pid for pid, _ in records}
+
+
+async def test_a_hung_database_is_spilled_within_ack_s(
+    proxied_pg: tuple[TcpProxy, AsyncEngine], tmp_path: Path
+) -> None:
+    """PostgreSQL stops answering without refusing (a partition): within ack_s of being
+    submitted every result is in the fsynced spill, though the insert is still waiting."""
+    proxy, engine = proxied_pg
+    store = Store(engine)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    writer = ProbeWriter(
+        store, spill, flush_interval_s=0.05, retry_interval_s=0.2, db_timeout_s=30, ack_s=1.0
+    )
+    writer.start()
+    ids = {writer.submit(result()) for _ in range(20)}
+    await wait_for(lambda: writer.stats.inserted == 20)
+    proxy.hang()
+    hung = {writer.submit(result()) for _ in range(30)}
+    t0 = asyncio.get_running_loop().time()
+    await wait_for(lambda: hung <= spilled_ids(spill), timeout_s=5)
+    assert asyncio.get_running_loop().time() - t0 < 1.0 + 1.0  # ack_s plus an fsync
+    assert writer.db_down
+    assert writer.stats.ack_timeouts >= 1
+    later = {writer.submit(result()) for _ in range(10)}  # while hung: straight to the spill
+    await wait_for(lambda: later <= spilled_ids(spill), timeout_s=3)
+    proxy.unhang()
+    await wait_for(lambda: not writer.db_down and writer.backlog == 0, 40)
+    await writer.close()
+    assert await store.probe_ids() == ids | hung | later
+    assert await store.count_probes() == 60  # the late insert and the replay: once
+    assert sum(r.n for r in (await store.rollups()).values()) == 60
+
+
+async def test_close_is_bounded_while_the_database_hangs(
+    proxied_pg: tuple[TcpProxy, AsyncEngine], tmp_path: Path
+) -> None:
+    proxy, engine = proxied_pg
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    writer = ProbeWriter(Store(engine), spill, flush_interval_s=0.05, db_timeout_s=30, ack_s=0.5)
+    writer.start()
+    proxy.hang()
+    ids = {writer.submit(result()) for _ in range(10)}
+    t0 = asyncio.get_running_loop().time()
+    await writer.close(timeout_s=3)
+    assert asyncio.get_running_loop().time() - t0 < 4
+    assert spilled_ids(spill) == ids
+    proxy.unhang()
+
+
+async def test_far_behind_spills_whole_batches_and_submit_does_no_io(
+    migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    store = Store(migrated)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    writer = ProbeWriter(
+        store, spill, max_queue=50, batch_max=20, flush_interval_s=0.05, retry_interval_s=0.1
+    )
+    ids = {writer.submit(result()) for _ in range(500)}  # writer not started: nothing written
+    assert spill.size() == 0
+    assert writer.backlog == 500
+    writer.start()
+    await wait_for(lambda: writer.backlog == 0 and not writer.db_down, 20)
+    await writer.close()
+    assert writer.stats.spilled > 0  # the first batches went to disk while it was far behind
+    assert await store.probe_ids() == ids
+    assert await store.count_probes() == 500
+
+
+async def test_an_unwritable_spill_is_logged_once_and_nothing_is_lost(
+    proxied_pg: tuple[TcpProxy, AsyncEngine],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy, engine = proxied_pg
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the spill's folder should be")
+    spill = SpillFile(blocked / "spill.jsonl")
+    store = Store(engine)
+    writer = ProbeWriter(
+        store, spill, flush_interval_s=0.02, retry_interval_s=0.2, db_timeout_s=2, ack_s=0.3
+    )
+    writer.start()
+    await proxy.cut()
+    ids = {writer.submit(result()) for _ in range(15)}
+    await wait_for(lambda: writer.stats.spill_failures >= 20)
+    errors = [r for r in caplog.records if "cannot write the spill file" in r.getMessage()]
+    assert len(errors) == 1
+    assert "(File exists)" in errors[0].getMessage()  # the cause, from mkdir
+    assert not any(r.exc_info for r in caplog.records)  # no traceback per attempt
+    await proxy.restore()
+    await wait_for(lambda: writer.backlog == 0 and not writer.db_down, 20)
+    await writer.close()
+    assert await store.probe_ids() == ids
+
+
+def test_spill_writability_is_proven(tmp_path: Path) -> None:
+    SpillFile(tmp_path / "deep" / "er" / "spill.jsonl").check_writable()
+    assert list((tmp_path / "deep" / "er").iterdir()) == []  # the probe file is gone
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        SpillFile(tmp_path / "file" / "spill.jsonl").check_writable()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "spill.jsonl").write_text("")
+    (ro / "spill.jsonl").chmod(0o400)
+    if os.geteuid() != 0:  # root writes anyway
+        with pytest.raises(PermissionError):
+            SpillFile(ro / "spill.jsonl").check_writable()
+
+
+async def test_a_deleted_sqlite_file_is_an_outage_within_one_batch(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    store = Store(engine)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    writer = ProbeWriter(store, spill, flush_interval_s=0.05, retry_interval_s=0.1)
+    writer.start()
+    first = {writer.submit(result()) for _ in range(5)}
+    await wait_for(lambda: writer.stats.inserted == 5)
+    for name in ("p.db", "p.db-wal", "p.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path / name)
+    after = {writer.submit(result()) for _ in range(5)}
+    await wait_for(lambda: after <= spilled_ids(spill), timeout_s=5)
+    assert writer.db_down
+    assert writer.stats.inserted == 5  # nothing went into the unlinked inode
+    await asyncio.sleep(0.3)
+    assert writer.db_down  # pings fail too while the file is gone
+    await writer.close()
+    await engine.dispose()
+    assert not path.exists()  # and no empty database was created in its place
+    assert spilled_ids(spill) == after
+    assert first.isdisjoint(after)
+
+
+async def test_a_replaced_sqlite_file_is_an_outage(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    store = Store(engine)
+    await store.insert_probes([("a" * 32, result())])
+    (tmp_path / "new.db").write_bytes(path.read_bytes())
+    (tmp_path / "new.db").replace(path)
+    with pytest.raises(StoreUnavailable, match="replaced"):
+        await store.insert_probes([("b" * 32, result())])
+    assert not await store.ping()
+    await engine.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import weakref
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -59,6 +61,48 @@ def make_engine(
     return create_async_engine(
         url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args, **json_args
     )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases (and in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    name = url.split(":///", 1)[1] if ":///" in url else ""
+    name = name.split("?", 1)[0]
+    return Path(name) if name and name != ":memory:" else None
+
+
+_FileId = tuple[int, int]
+_sqlite_files: weakref.WeakKeyDictionary[object, tuple[Path, _FileId]] = weakref.WeakKeyDictionary()
+
+
+def _file_id(path: Path) -> _FileId | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def check_sqlite_file(engine: AsyncEngine) -> None:
+    """Raise StoreUnavailable when the SQLite file this engine first wrote to has been deleted
+    or replaced: its open connections would go on "storing" into an unlinked inode, and a new
+    one would create an empty database. No-op for PostgreSQL. One `stat` per call."""
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if path is None:
+        return
+    now = _file_id(path)
+    known = _sqlite_files.get(engine.sync_engine)
+    if known is None:
+        if now is not None:
+            _sqlite_files[engine.sync_engine] = (path, now)
+        return
+    if now is None:
+        raise StoreUnavailable(f"the SQLite file {path} was deleted under provmon")
+    if now != known[1]:
+        raise StoreUnavailable(
+            f"the SQLite file {path} was replaced under provmon (restart it to use the new one)"
+        )
 
 
 def _json_dumps(value: object) -> str:
@@ -127,10 +171,15 @@ async def connected(
 ) -> AsyncIterator[AsyncEngine]:
     """An engine for one command, reachable (and migrated, unless `migrated=False`), disposed
     after. Every database failure — a bad URL, a refused connection, an error mid-query —
-    becomes a DatabaseError with a one-line reason, never a traceback."""
+    becomes a DatabaseError with a one-line reason, never a traceback. Only `migrated=False`
+    (`provmon db upgrade`, the demo) may create a SQLite file; other commands never do."""
 
     def reason(exc: BaseException) -> str:
         return short_message(str(exc) or type(exc).__name__, [url])
+
+    path = sqlite_path(url)
+    if migrated and path is not None and not path.exists():
+        raise DatabaseError(f"no database at {path}: run `provmon db upgrade` to create it")
 
     try:
         engine = make_engine(url)

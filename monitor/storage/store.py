@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from monitor.errors import StoreRejected, StoreUnavailable
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
+from monitor.storage.database import check_sqlite_file
 from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
 
 ProbeRecord = tuple[str, ProbeResult]
@@ -132,11 +133,12 @@ class Store:
         return {k: known[k] for k in wanted}
 
     async def ping(self) -> bool:
-        """The database answers."""
+        """The database answers (and, for SQLite, is still the file it was)."""
         try:
+            check_sqlite_file(self.engine)
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
-        except (SQLAlchemyError, OSError):
+        except (SQLAlchemyError, OSError, StoreUnavailable):
             return False
         return True
 
@@ -147,6 +149,7 @@ class Store:
         """
         if not records:
             return 0
+        check_sqlite_file(self.engine)
         try:
             async with self.engine.begin() as conn:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
