@@ -123,6 +123,19 @@ class LogChannel:
         log.log(level, "%s — %s", title, body, extra=fields)
 
 
+def channel_problems(channels: tuple[Channel, ...]) -> list[str]:
+    """What `provmon check` says of the channels it cannot use (an Apprise URL that Apprise
+    does not understand), as `alerts.channels[i]: reason` lines; sends nothing."""
+    problems = []
+    for i, ch in enumerate(channels):
+        if ch.settings.type == "apprise" and ch.url is not None:
+            try:
+                AppriseChannel(ch.name, ch.url.reveal())
+            except ValueError as exc:
+                problems.append(f"alerts.channels[{i}]: {exc}")
+    return problems
+
+
 def build_channels(
     channels: tuple[Channel, ...], session: aiohttp.ClientSession
 ) -> Mapping[str, Notifier]:
