@@ -14,7 +14,7 @@ from monitor.config.sections import FAILURE_OUTCOMES
 from monitor.maintenance import Window
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
 from monitor.sketch import LogHistogram
-from monitor.stats import Summary
+from monitor.stats import PERCENTILES, Summary
 
 Z95 = 1.959964
 
@@ -69,10 +69,11 @@ def share(r: Rollup, outcome: str) -> float | None:
     return r.outcomes.get(outcome, 0) / r.n if r.n else None
 
 
-def summary_of(h: LogHistogram | None) -> Summary | None:
+def summary_of(h: LogHistogram | None, metric: str | None = None) -> Summary | None:
+    """Summary of a histogram of `metric`, tails on the bad side (`monitor.stats.tail_rank`)."""
     if h is None or h.n == 0:
         return None
-    q = [h.quantile(p) or 0.0 for p in (50, 75, 90, 99)]
+    q = [h.tail_quantile(p, metric) or 0.0 for p in PERCENTILES]
     assert h.min is not None
     assert h.max is not None
     return Summary(h.n, h.mean or 0.0, h.min, h.max, q[0], q[1], q[2], q[3])
