@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 from monitor.config.sections import FAILURE_OUTCOMES
 from monitor.maintenance import Window
+from monitor.results import Outcome
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
 from monitor.sketch import LogHistogram
 from monitor.stats import PERCENTILES, Summary
@@ -28,11 +29,19 @@ class Accounting:
     exclude_maintenance: bool = True
     gaps_down: bool = False
 
+    @property
+    def excluded_outcomes(self) -> list[str]:
+        """The outcomes that count neither as success nor as failure, in Outcome's order."""
+        return [o.value for o in Outcome if o is not Outcome.OK and o not in self.failure_outcomes]
+
     def describe(self) -> list[str]:
+        excluded = self.excluded_outcomes
         out = [
             "uptime = ok / (ok + failures) × 100, where failures are: "
             + ", ".join(sorted(self.failure_outcomes)),
-            "rate_limited, client_error and monitor_error probes are excluded (shown apart)",
+            ", ".join(excluded) + " probes are excluded (shown apart)"
+            if excluded
+            else "no outcome is excluded",
             f"uptime is left blank below {self.min_samples} counted probes",
         ]
         out.append(
