@@ -12,9 +12,10 @@ from datetime import date, datetime, timedelta
 
 from monitor.config.sections import FAILURE_OUTCOMES
 from monitor.maintenance import Window
+from monitor.results import Outcome
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
 from monitor.sketch import LogHistogram
-from monitor.stats import Summary
+from monitor.stats import PERCENTILES, Summary
 
 Z95 = 1.959964
 
@@ -28,11 +29,19 @@ class Accounting:
     exclude_maintenance: bool = True
     gaps_down: bool = False
 
+    @property
+    def excluded_outcomes(self) -> list[str]:
+        """The outcomes that count neither as success nor as failure, in Outcome's order."""
+        return [o.value for o in Outcome if o is not Outcome.OK and o not in self.failure_outcomes]
+
     def describe(self) -> list[str]:
+        excluded = self.excluded_outcomes
         out = [
             "uptime = ok / (ok + failures) × 100, where failures are: "
             + ", ".join(sorted(self.failure_outcomes)),
-            "rate_limited, client_error and monitor_error probes are excluded (shown apart)",
+            ", ".join(excluded) + " probes are excluded (shown apart)"
+            if excluded
+            else "no outcome is excluded",
             f"uptime is left blank below {self.min_samples} counted probes",
         ]
         out.append(
@@ -69,10 +78,11 @@ def share(r: Rollup, outcome: str) -> float | None:
     return r.outcomes.get(outcome, 0) / r.n if r.n else None
 
 
-def summary_of(h: LogHistogram | None) -> Summary | None:
+def summary_of(h: LogHistogram | None, metric: str | None = None) -> Summary | None:
+    """Summary of a histogram of `metric`, tails on the bad side (`monitor.stats.tail_rank`)."""
     if h is None or h.n == 0:
         return None
-    q = [h.quantile(p) or 0.0 for p in (50, 75, 90, 99)]
+    q = [h.tail_quantile(p, metric) or 0.0 for p in PERCENTILES]
     assert h.min is not None
     assert h.max is not None
     return Summary(h.n, h.mean or 0.0, h.min, h.max, q[0], q[1], q[2], q[3])
@@ -93,17 +103,31 @@ def median_ci(h: LogHistogram | None) -> tuple[float, float, float] | None:
     return lo, mid, hi
 
 
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval of the proportion successes / n, as shares (0–1)."""
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def proportion_diff_ci(ok1: int, n1: int, ok2: int, n2: int) -> tuple[float, float, float] | None:
-    """(low, diff, high) of p2 − p1 in percentage points, 95 % (Wald with a continuity floor)."""
+    """(low, diff, high) of p2 − p1 in percentage points, 95 %: Newcombe's hybrid score interval.
+
+    Each proportion gets its Wilson interval, and the two are combined by the square root of
+    the summed squared distances (Newcombe 1998, method 10). Wald's interval needs a variance
+    floor at 100 % and still covers too little near it, where uptimes live; this one does not.
+    """
     if n1 == 0 or n2 == 0:
         return None
     p1, p2 = ok1 / n1, ok2 / n2
-    # Floor the variance so 100 % vs 100 % still gets an interval that reflects sample size.
-    v1 = max(p1 * (1 - p1), 0.25 / n1) / n1
-    v2 = max(p2 * (1 - p2), 0.25 / n2) / n2
-    half = Z95 * math.sqrt(v1 + v2)
+    l1, u1 = wilson_interval(ok1, n1)
+    l2, u2 = wilson_interval(ok2, n2)
     d = p2 - p1
-    return 100 * (d - half), 100 * d, 100 * (d + half)
+    low = d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+    high = d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    return 100 * low, 100 * d, 100 * high
 
 
 RowKey = tuple[str, str, str, str]

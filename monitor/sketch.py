@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.stats import tail_rank
+
 GAMMA = 1.02
 _LOG_GAMMA = math.log(GAMMA)
 MIN_VALUE = 1e-9  # values at or below this count as zero
@@ -123,6 +125,10 @@ class LogHistogram:
             return v_lo
         v_hi = self._value_at(hi, cumulative)
         return v_lo + (v_hi - v_lo) * (rank - lo)
+
+    def tail_quantile(self, p: float, metric: str | None) -> float | None:
+        """Tail percentile `p` of `metric`, the bad side (`monitor.stats.tail_rank`)."""
+        return self.quantile(tail_rank(p, metric))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,7 @@ from typing import Any
 from monitor.aggregate import Accounting, uptime_pct
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
-from monitor.stats import percentile
+from monitor.stats import tail_percentile
 
 RAW_WINDOWS = (("5m", 300), ("30m", 1800))
 DAY_WINDOW = "1d"
@@ -42,7 +42,7 @@ class TargetStatus:
 def _window(r: Rollup, acct: Accounting) -> WindowStats:
     def p50(name: str) -> float | None:
         h = r.histograms.get(name)
-        return h.quantile(50) if h is not None and h.n else None
+        return h.tail_quantile(50, name) if h is not None and h.n else None
 
     return WindowStats(
         probes=r.n,
@@ -54,9 +54,10 @@ def _window(r: Rollup, acct: Accounting) -> WindowStats:
     )
 
 
-def _p50(values: list[float | None]) -> float | None:
-    present = sorted(v for v in values if v is not None)
-    return percentile(present, 50) if present else None
+def _p50(metric: str, probes: Sequence[ProbeResult]) -> float | None:
+    """p50 of `metric` over `probes`, through the one tail definition (`monitor.stats`)."""
+    present = sorted(v for p in probes if (v := getattr(p, metric)) is not None)
+    return tail_percentile(present, 50, metric) if present else None
 
 
 def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
@@ -66,9 +67,9 @@ def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
     return WindowStats(
         probes=len(probes),
         uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes), acct),
-        ttft_p50_ms=_p50([p.ttft_ms for p in ok]),
-        decode_p50_tps=_p50([p.decode_tps for p in ok]),
-        e2e_p50_tps=_p50([p.e2e_tps for p in ok]),
+        ttft_p50_ms=_p50("ttft_ms", ok),
+        decode_p50_tps=_p50("decode_tps", ok),
+        e2e_p50_tps=_p50("e2e_tps", ok),
         rate_limited=outcomes.get("rate_limited", 0),
     )
 

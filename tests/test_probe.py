@@ -194,7 +194,7 @@ async def test_error_after_200_keeps_the_message(
     [
         ("plain", Outcome.OK, None),
         ("comments", Outcome.OK, None),
-        ("http-500", Outcome.STREAM_ERROR, "stream.error"),  # in-stream after OpenRouter's 200
+        ("http-500", Outcome.STREAM_ERROR, "openrouter.provider_error"),  # in-stream, after 200
         ("empty", Outcome.EMPTY_RESPONSE, "empty"),
         ("cut", Outcome.STREAM_ERROR, "stream.cut"),
         ("http-429", Outcome.RATE_LIMITED, "stream.rate_limited"),

@@ -32,6 +32,7 @@ class StreamError:
 
     code: int | str | None
     message: str
+    metadata: dict[str, Any] | None = None  # OpenRouter's `error.metadata`, for classify
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +153,10 @@ def _error(value: Any) -> StreamError | None:
     if isinstance(value, dict):
         code = value.get("code")
         message = value.get("message")
+        metadata = value.get("metadata")
         return StreamError(
             code if isinstance(code, int | str) and not isinstance(code, bool) else None,
             message if isinstance(message, str) else json.dumps(value)[:EXCERPT_CHARS],
+            metadata if isinstance(metadata, dict) else None,
         )
     return StreamError(None, str(value)[:EXCERPT_CHARS])

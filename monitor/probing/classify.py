@@ -8,6 +8,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 from monitor.probing.metrics import StreamMeter
+from monitor.probing.openrouter_errors import stream_error_kind
 from monitor.results import Outcome
 
 
@@ -41,7 +42,9 @@ def classify_stream(
         if str(meter.error.code) == "429":
             # OpenRouter passes an upstream 429 in-stream once the 200 went out: still a rate limit.
             return Outcome.RATE_LIMITED, "stream.rate_limited"
-        return Outcome.STREAM_ERROR, "stream.error"
+        e = meter.error
+        finer = stream_error_kind(e.code, e.message, e.metadata)  # OpenRouter's metadata
+        return Outcome.STREAM_ERROR, finer or "stream.error"
     if meter.finish_reason == "error":
         return Outcome.STREAM_ERROR, "stream.finish_error"
     if ending is Ending.CUT:

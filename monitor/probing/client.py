@@ -23,6 +23,7 @@ from monitor.config import Target, Timeouts, Workload
 from monitor.probing.chunks import Chunk, Done, Malformed, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
 from monitor.probing.metrics import Measurements, StreamMeter, measure
+from monitor.probing.openrouter_errors import http_error_kind
 from monitor.probing.prompts import build_body, new_nonce
 from monitor.probing.sse import SSEError, SSEEvent, SSEParser
 from monitor.probing.throttle import Gates
@@ -277,6 +278,7 @@ class Prober:
         except (TimeoutError, aiohttp.ClientError, OSError):
             pass  # the status says enough
         a.message = short_message(raw, secrets) or None
+        a.error_kind = http_error_kind(target.route, resp.status, raw) or a.error_kind
         rejected = use_so and resp.status == 400 and b"stream_options" in raw
         return self._result(target, workload, started_at, a), rejected
 

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.stats import Summary
+from monitor.stats import PERCENTILE_CONVENTION, Summary
 
 Metric = Summary
-"""p50/p75/p90/p99, mean, min, max and n of one metric over ok probes."""
+"""p50/p75/p90/p99, mean, min, max and n of one metric over ok probes; the percentiles are
+tails on the bad side (high for times, low for tokens/s: `monitor.stats`)."""
+
+UPPER_CONVENTION = "upper"
+"""Reports frozen before `percentile_convention` existed: ordinary upper quantiles throughout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,7 @@ class ModelReport:
     previous_period: str | None = None
     frozen: bool = False
     bin_s: int = 3600
+    percentile_convention: str = PERCENTILE_CONVENTION
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(dataclasses.asdict(self))
@@ -195,4 +200,6 @@ def report_from_json(d: dict[str, Any]) -> ModelReport:
         previous_period=d.get("previous_period"),
         frozen=d.get("frozen", False),
         bin_s=d.get("bin_s", 3600),
+        # A week frozen before the convention was recorded is shown as it was computed.
+        percentile_convention=d.get("percentile_convention", UPPER_CONVENTION),
     )

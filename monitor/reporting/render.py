@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from monitor.reporting.charts_meta import CHART_TITLES
+from monitor.reporting.methodology import methodology_lines
 from monitor.reporting.model import Metric, ModelReport, ProviderRow
 
 CSV_COLUMNS = (
@@ -50,15 +51,6 @@ CSV_COLUMNS = (
     "input_price_per_mtok",
     "output_price_per_mtok",
     "error_kinds",
-)
-
-DEFINITIONS = (
-    ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
-    ("TTFA", "request sent → first answer token"),
-    ("latency", "request sent → end of stream"),
-    ("decode", "(output tokens − 1) / (last token − first token): speed after the first token"),
-    ("e2e", "output tokens / latency"),
-    ("uptime", "ok / (ok + failures), per the accounting below"),
 )
 
 
@@ -245,19 +237,6 @@ def _changes_html(report: ModelReport) -> str:
         "</th><th class=t>metric</th><th>before</th><th>now</th><th>change</th><th>95 % CI</th>"
         "<th class=t></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
-
-
-def methodology_lines(report: ModelReport) -> list[str]:
-    lines = [f"{name}: {text}" for name, text in DEFINITIONS]
-    lines.append(
-        "percentiles (p50/p90 …) are over ok probes, from hourly log histograms (within 1 %)"
-    )
-    lines += report.accounting
-    lines.append("vantages: " + (", ".join(report.vantages) or "–"))
-    for name, shape in sorted(report.workloads.items()):
-        lines.append(f"workload {name}: {shape}")
-    lines.append(f"cost of probing this model in the period: ${report.cost_usd:.4f}")
-    return lines
 
 
 def _methodology_html(report: ModelReport) -> str:

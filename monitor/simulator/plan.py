@@ -319,15 +319,23 @@ class _Builder:
             plan = error_plan(status, message, fault=fault, retry_after_s=retry, delay_s=at_s)
             return plan
         self.processing(until_s=at_s)
-        error = {
-            "code": status,
-            "message": message,
-            "metadata": {"provider_name": self.profile.name},
-        }
+        error = {"code": status, "message": message, "metadata": self.upstream(status)}
         self.data(at_s, self.chunk({"content": ""}, "error") | {"error": error})
         # A 429 passed on inside the stream is still a rate limit (provmon's classify_stream).
         outcome = Outcome.RATE_LIMITED if status == 429 else Outcome.STREAM_ERROR
         return self.plan(200, "done", self.intent(200, outcome, fault, "error"))
+
+    def upstream(self, status: int) -> dict[str, Any]:
+        """OpenRouter's `error.metadata` for a provider's error: its name and, as `raw`, the
+        error body the provider sent OpenRouter (OpenRouter's ProviderErrorMetadata)."""
+        raw = {
+            "error": {
+                "message": self.profile.error_message,
+                "type": _ERROR_TYPES.get(status, "api_error"),
+                "code": status,
+            }
+        }
+        return {"provider_name": self.profile.name, "raw": json.dumps(raw)}
 
     def hang(self, fault: str) -> Plan:
         intent = self.intent(200 if self.openrouter else None, Outcome.TIMEOUT, fault, None)
@@ -391,8 +399,9 @@ class _Builder:
         if fault == "cut":
             return self.plan(200, "cut", self.intent(200, Outcome.STREAM_ERROR, fault, None))
         if fault == "stream_error":
-            error = {"code": 502, "message": profile.error_message}
+            error: dict[str, Any] = {"code": 502, "message": profile.error_message}
             if self.openrouter:
+                error["metadata"] = self.upstream(500)
                 self.data(after_s, self.chunk({"content": ""}, "error") | {"error": error})
             else:
                 self.data(after_s, {"error": error})

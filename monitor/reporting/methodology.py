@@ -1,0 +1,35 @@
+"""The methodology section of a report: definitions, how percentiles point, the accounting."""
+
+from __future__ import annotations
+
+from monitor.reporting.model import UPPER_CONVENTION, ModelReport
+from monitor.stats import PERCENTILE_CONVENTION
+
+DEFINITIONS = (
+    ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
+    ("TTFA", "request sent → first answer token"),
+    ("latency", "request sent → end of stream"),
+    ("decode", "(output tokens − 1) / (last token − first token): speed after the first token"),
+    ("e2e", "output tokens / latency"),
+    ("uptime", "ok / (ok + failures), per the accounting below"),
+)
+
+_PERCENTILES = {
+    PERCENTILE_CONVENTION: "percentiles point at the bad side, as OpenRouter's do: pN is the value "
+    "N % of ok probes match or beat, the high tail for TTFT, TTFA and latency and the low tail "
+    "for decode and e2e tokens/s (so p90 ≤ p50), from log histograms within 1 %",
+    UPPER_CONVENTION: "percentiles are ordinary upper quantiles of ok probes for every metric "
+    "(this report was frozen before provmon pointed tails at the bad side): decode and e2e p90 "
+    "are speeds that only 10 % of probes reached",
+}
+
+
+def methodology_lines(report: ModelReport) -> list[str]:
+    lines = [f"{name}: {text}" for name, text in DEFINITIONS]
+    lines.append(_PERCENTILES.get(report.percentile_convention, _PERCENTILES[UPPER_CONVENTION]))
+    lines += report.accounting
+    lines.append("vantages: " + (", ".join(report.vantages) or "–"))
+    for name, shape in sorted(report.workloads.items()):
+        lines.append(f"workload {name}: {shape}")
+    lines.append(f"cost of probing this model in the period: ${report.cost_usd:.4f}")
+    return lines
