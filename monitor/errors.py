@@ -11,6 +11,7 @@ own bugs (anything not below)::
     ├── StoreUnavailable            the database could not be reached or write now: retry later
     │   └── StoreRejected           it answered but refused these values: retrying will not help
     ├── ChannelError                an alert channel did not take a notification
+    ├── MetricsError                the metrics endpoint could not be started (exit 1)
     └── DiscoverError               OpenRouter's endpoints API could not be read
         └── EndpointsError          its document does not have the expected shape
 
@@ -58,6 +59,10 @@ class StoreRejected(StoreUnavailable):
 
 class ChannelError(ProvmonError):
     """The channel did not take the notification; the message says why (secrets redacted)."""
+
+
+class MetricsError(ProvmonError):
+    """The metrics endpoint could not be started (address in use, not permitted, ...)."""
 
 
 class DiscoverError(ProvmonError):

@@ -24,6 +24,7 @@ from monitor.config.sections import (
     DatabaseSettings,
     DirectTarget,
     MaintenanceWindow,
+    MetricsSettings,
     OpenRouterSettings,
     ProviderInfo,
     ProviderLimits,
@@ -143,6 +144,7 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...]
     source: str = "<defaults>"
     channels: tuple[Channel, ...] = ()
+    metrics: MetricsSettings | None = None
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.providers.get(provider, ProviderLimits())
@@ -284,6 +286,7 @@ def parse_config(
         maintenance=raw.maintenance,
         source=source,
         channels=tuple(channels),
+        metrics=raw.metrics,
     )
 
 

@@ -259,6 +259,37 @@ class ScheduleSettings(Section):
         return self
 
 
+LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); port 0 means any free port.
+    Raises ValueError saying what is wrong."""
+    m = LISTEN.match(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)")
+    port = int(m["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    return m["host"].strip("[]"), port
+
+
+class MetricsSettings(Section):
+    """The Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`); off unless `listen` is set."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class DirectTarget(_PriceFields):
     """A provider's own OpenAI-compatible endpoint."""
 
@@ -302,6 +333,7 @@ class ConfigFile(Section):
     uptime: UptimeSettings = UptimeSettings()
     reports: ReportSettings = ReportSettings()
     alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings | None = None
     maintenance: tuple[MaintenanceWindow, ...] = ()
     targets: tuple[TargetEntry, ...] = ()
 
