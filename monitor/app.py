@@ -12,14 +12,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
 
-from monitor.alerts.channels import build_channels
+from monitor.alerts.channels import Notifier, build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.payloads import trial_payload
 from monitor.alerts.service import Alerting
@@ -29,6 +29,8 @@ from monitor.config import Config, Target, Workload
 from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
 from monitor.errors import ChannelError, ConfigError
+from monitor.exporter.health import NotificationCounts, daemon_health
+from monitor.exporter.sidecar import MetricsSidecar
 from monitor.probing.client import Prober
 from monitor.probing.throttle import Gates
 from monitor.redact import short_message
@@ -36,6 +38,7 @@ from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
 from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
+from monitor.sdnotify import SystemdNotifier
 from monitor.simulator import (
     Farm,
     Simulator,
@@ -263,12 +266,19 @@ def log_status(monitor: Monitor, writer: ProbeWriter, scheduler: Scheduler) -> N
     )
 
 
-def make_alerting(cfg: Config, engine: Engine, session: aiohttp.ClientSession) -> Alerting:
+def make_alerting(
+    cfg: Config,
+    engine: Engine,
+    session: aiohttp.ClientSession,
+    counts: NotificationCounts | None = None,
+) -> Alerting:
     """The evaluator, outbox sender and channels, and the connectivity check when configured."""
     try:
-        notifiers = build_channels(cfg.channels, session)
+        notifiers: Mapping[str, Notifier] = build_channels(cfg.channels, session)
     except ValueError as exc:
         raise ConfigError(cfg.source, [f"alerts.channels: {exc}"]) from None
+    if counts is not None:
+        notifiers = counts.wrap(notifiers)
     alerting = Alerting(cfg, AlertStore(engine), notifiers)
     if cfg.alerts.connectivity_url:
         alerting.watch(
@@ -322,8 +332,19 @@ async def alerts_test(cfg: Config, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
-    """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush."""
+async def run_daemon(
+    cfg: Config,
+    stop: asyncio.Event,
+    *,
+    metrics_listen: tuple[str, int] | None = None,
+    systemd: SystemdNotifier | None = None,
+) -> int:
+    """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush.
+
+    With `metrics_listen` (or `[metrics] listen`) the metrics endpoint runs beside it; with
+    `systemd` the daemon tells systemd when it probes, that it is alive, and when it stops."""
+    systemd = systemd or SystemdNotifier(None)
+    listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
     async with connected(cfg.database_url.reveal()) as engine:
         store = Store(engine)
         alerting_box: list[Alerting] = []
@@ -332,12 +353,15 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
             for alerting in alerting_box:
                 await alerting.stored(results)
 
-        writer = ProbeWriter(store, SpillFile(Path(cfg.database.spill_path)), on_stored=on_stored)
+        spill = SpillFile(Path(cfg.database.spill_path))
+        writer = ProbeWriter(store, spill, on_stored=on_stored)
         writer.start()
         scheduler = Scheduler()
+        sidecar: MetricsSidecar | None = None
         try:
             async with client_session() as session:
-                alerting = make_alerting(cfg, engine, session)
+                counts = NotificationCounts()
+                alerting = make_alerting(cfg, engine, session, counts)
                 alerting_box.append(alerting)
 
                 async def weekly_report(period: Period) -> None:
@@ -352,6 +376,16 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                     reachable=alerting.connectivity.reachable if alerting.connectivity else None,
                 )
                 await monitor.load_budget()
+                if listen is not None:
+                    sidecar = MetricsSidecar(
+                        cfg,
+                        listen,
+                        lambda: daemon_health(
+                            writer, spill, scheduler, monitor.budget, counts, utc_now()
+                        ),
+                    )
+                    await sidecar.start()
+                    writer.tap(sidecar.observe)
                 monitor.schedule(scheduler)
                 alerting.schedule(scheduler)
                 alerting.start()
@@ -363,11 +397,14 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                     len(monitor.jobs),
                     engine.dialect.name,
                 )
+                systemd.ready(f"probing {len(monitor.jobs)} jobs")
+                systemd.start_watchdog(lambda: scheduler.running and writer.running)
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), cfg.schedule.status_every_s)
                     log_status(monitor, writer, scheduler)
                 log.info("stopping: no new probes")
+                systemd.stopping()
                 scheduler.pause()  # no new runs; those in flight finish (drain) first
                 await monitor.drain(cfg.schedule.drain_s)
                 scheduler.shutdown()
@@ -375,8 +412,11 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
                 await alerting.stop()
                 log_status(monitor, writer, scheduler)
         finally:
+            await systemd.close()
             scheduler.shutdown()
             await writer.close()
+            if sidecar is not None:
+                await sidecar.stop()
             log.info(
                 "stopped: %d stored, %d in the spill file",
                 writer.stats.inserted,

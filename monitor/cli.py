@@ -16,7 +16,8 @@ from typing import Any, cast
 from monitor import __version__, app, demo
 from monitor.clock import utc_now
 from monitor.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
-from monitor.errors import ConfigError, DatabaseError, UsageError
+from monitor.config.sections import parse_listen
+from monitor.errors import ConfigError, DatabaseError, MetricsError, UsageError
 from monitor.logs import setup_logging
 from monitor.reporting.periods import (
     Period,
@@ -27,6 +28,7 @@ from monitor.reporting.periods import (
     week_period,
 )
 from monitor.results import Outcome, ProbeResult
+from monitor.sdnotify import SystemdNotifier
 from monitor.status import TargetStatus, WindowStats
 from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row, render
 
@@ -192,11 +194,21 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     return app.run(main())
 
 
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if not cfg.targets:
         raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
-    return app.run_service(lambda stop: app.run_daemon(cfg, stop))
+    systemd = SystemdNotifier.from_values(*args.systemd_env)
+    return app.run_service(
+        lambda stop: app.run_daemon(cfg, stop, metrics_listen=args.metrics_listen, systemd=systemd)
+    )
 
 
 def _adhoc_config(args: argparse.Namespace) -> Config:
@@ -336,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-c",
             "--config",
             default=None,
-            help=f"TOML config file (default: ./{DEFAULT_CONFIG_PATH})",
+            help=f"TOML config file (default: $PROVMON_CONFIG, else ./{DEFAULT_CONFIG_PATH})",
         )
 
     p = sub.add_parser(
@@ -374,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     with_config(p)
+    p.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz there (overrides [metrics] listen; port 0: any)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -509,7 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The only environment the CLI reads (config loading reads the secrets it names).
+    env_config = os.environ.get("PROVMON_CONFIG") or None
+    args.systemd_env = tuple(
+        os.environ.get(name) for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    )
     if hasattr(args, "config"):
+        args.config = args.config or env_config
         args.config_given = args.config is not None
         args.config = args.config or str(DEFAULT_CONFIG_PATH)
     quiet = logging.INFO if args.command == "run" else logging.WARNING
@@ -525,6 +549,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"provmon {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MetricsError as exc:
+        print(f"provmon {args.command}: metrics: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     return code
 
 
