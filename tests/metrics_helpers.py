@@ -69,6 +69,40 @@ def families(text: str) -> set[str]:
     return names
 
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+METRIC_NAME = re.compile(r"\b(provmon_[a-z0-9_]+)")
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of deploy/grafana/provmon.json (panels and variables)."""
+    doc = json.loads((DEPLOY / "grafana" / "provmon.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    for var in doc["templating"]["list"]:
+        query = var.get("query")
+        if isinstance(query, dict):
+            exprs.append(query["query"])
+    return exprs
+
+
+def rule_queries() -> list[str]:
+    import yaml
+
+    doc = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
+    return [r["expr"] for g in doc["groups"] for r in g["rules"]]
+
+
+def missing_metrics(exprs: list[str], scrape: str) -> set[str]:
+    """Metric names the expressions use that the scrape has no family or sample for."""
+    have = families(scrape)
+    missing = set()
+    for expr in exprs:
+        for name in METRIC_NAME.findall(expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            if name not in have and base not in have:
+                missing.add(name)
+    return missing
+
+
 def get(url: str, timeout_s: float = 10.0) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
@@ -116,6 +150,7 @@ min_samples = 2
 url = "{db_url}"
 spill_path = "{tmp_path / "spill.jsonl"}"
 [schedule]
+budget_usd_per_day = 5
 jitter_s = 0.05
 drain_s = 5
 status_every_s = 1

@@ -20,10 +20,14 @@ from monitor.results import Outcome, ProbeResult
 from monitor.simulator import DEMO_MODEL, Simulator
 from tests.metrics_helpers import (
     RUN,
+    dashboard_queries,
     env,
+    families,
     get,
+    missing_metrics,
     parse_samples,
     promtool,
+    rule_queries,
     running,
     sim_config,
 )
@@ -226,6 +230,15 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
         check = promtool("check", "metrics", stdin=text)
         assert check.returncode == 0, check.stdout + check.stderr
         assert get(f"{base}/readyz") == (200, "ready\n")
+        # The dashboard and the example rules ask only for metrics a real scrape has.
+        assert dashboard_queries() and rule_queries()
+        assert missing_metrics(dashboard_queries() + rule_queries(), text) == set()
+        for name in (
+            "provmon_budget_remaining_usd",
+            "provmon_uptime_ratio",
+            "provmon_spill_records",
+        ):
+            assert name in families(text)
         # Counters against the database: a scrape, the writer's flush, the database, and a
         # second scrape; when no probe finished in between, the database holds exactly them
         # (the database is read twice: equal reads mean the writer was not behind).
