@@ -382,7 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
             "in the database (a local spill file keeps them while the database is away), "
             "enforces the daily budget and retention. SIGTERM or Ctrl-C stops it: no new "
             "probes, probes in flight get up to schedule.drain_s to finish, results are "
-            "flushed, exit 0. The database must be migrated first: provmon db upgrade."
+            "flushed, exit 0. The database must be migrated first: provmon db upgrade. "
+            "With [metrics] listen or --metrics-listen it serves /metrics (Prometheus), "
+            "/healthz and /readyz; under systemd (NOTIFY_SOCKET) it sends READY=1, WATCHDOG=1 "
+            "and STOPPING=1."
         ),
     )
     with_config(p)
