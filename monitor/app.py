@@ -341,7 +341,8 @@ async def run_daemon(
 ) -> int:
     """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush.
 
-    With `metrics_listen` (or `[metrics] listen`) the metrics endpoint runs beside it; with
+    With `metrics_listen` (or `[metrics] listen`) the metrics endpoint runs beside it (and
+    the OpenTelemetry export with `[otel]`); with
     `systemd` the daemon tells systemd when it probes, that it is alive, and when it stops."""
     systemd = systemd or SystemdNotifier(None)
     listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
@@ -376,7 +377,7 @@ async def run_daemon(
                     reachable=alerting.connectivity.reachable if alerting.connectivity else None,
                 )
                 await monitor.load_budget()
-                if listen is not None:
+                if listen is not None or cfg.otel is not None:
                     sidecar = MetricsSidecar(
                         cfg,
                         listen,

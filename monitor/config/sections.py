@@ -290,6 +290,16 @@ class MetricsSettings(Section):
         return parse_listen(self.listen)
 
 
+class OtelSettings(Section):
+    """OpenTelemetry export (OTLP over HTTP) of every probe; needs the `provmon[otel]` extra."""
+
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s?#]+$")]
+    interval_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    headers_env: EnvName | None = None
+    """A variable holding `key=value,key2=value2` headers (an API key for the backend)."""
+
+
 class DirectTarget(_PriceFields):
     """A provider's own OpenAI-compatible endpoint."""
 
@@ -334,6 +344,7 @@ class ConfigFile(Section):
     reports: ReportSettings = ReportSettings()
     alerts: AlertSettings = AlertSettings()
     metrics: MetricsSettings | None = None
+    otel: OtelSettings | None = None
     maintenance: tuple[MaintenanceWindow, ...] = ()
     targets: tuple[TargetEntry, ...] = ()
 

@@ -45,6 +45,9 @@ def probe_line(r: ProbeResult) -> list[Any]:
         r.e2e_tps,
         r.cost_usd,
         r.started_at.timestamp(),
+        r.error_kind,
+        r.input_tokens,
+        r.output_tokens,
     ]
 
 
@@ -61,11 +64,16 @@ class ProbeSample:
     e2e_tps: float | None
     cost_usd: float | None
     started_at_s: float
+    error_kind: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
     @classmethod
     def from_line(cls, line: Sequence[Any]) -> ProbeSample:
-        _, m, p, r, v, w, outcome, ttft, lat, conn, dec, e2e, cost, at = line
-        return cls((m, p, r, v, w), outcome, ttft, lat, conn, dec, e2e, cost, float(at))
+        _, m, p, r, v, w, outcome, ttft, lat, conn, dec, e2e, cost, at, kind, tin, tout = line
+        return cls(
+            (m, p, r, v, w), outcome, ttft, lat, conn, dec, e2e, cost, float(at), kind, tin, tout
+        )
 
 
 @dataclass(frozen=True, slots=True)

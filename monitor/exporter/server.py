@@ -29,10 +29,13 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from monitor.exporter.model import HEARTBEAT_S, Health, ProbeSample
 from monitor.exporter.registry import Metrics
+
+if TYPE_CHECKING:
+    from monitor.exporter.otel import OtelExport
 
 log = logging.getLogger("monitor.metrics")
 
@@ -160,7 +163,9 @@ async def watch_database(
         await engine.dispose()
 
 
-def read_updates(stream: BinaryIO, metrics: Metrics, ready: Readiness) -> None:
+def read_updates(
+    stream: BinaryIO, metrics: Metrics, ready: Readiness, otel: OtelExport | None = None
+) -> None:
     """Apply each line the daemon sends until end of input."""
     for raw in stream:
         try:
@@ -169,7 +174,10 @@ def read_updates(stream: BinaryIO, metrics: Metrics, ready: Readiness) -> None:
             continue
         ready.heard()
         if isinstance(msg, list) and msg and msg[0] == "p":
-            metrics.probe(ProbeSample.from_line(msg))
+            sample = ProbeSample.from_line(msg)
+            metrics.probe(sample)
+            if otel is not None:
+                otel.probe(sample)
         elif isinstance(msg, dict) and "health" in msg:
             metrics.health(Health.from_json(msg["health"]))
 
@@ -197,15 +205,25 @@ def main() -> int:
     )
     metrics.expect(tuple(k) for k in init.get("jobs", []))
     ready = Readiness()
-    host, port = init["listen"]
-    try:
-        server = Server((host, int(port)), metrics, ready)
-    except OSError as exc:
-        say({"error": f"cannot listen on {host}:{port}: {exc.strerror or exc}"})
-        return 1
-    bound = server.server_address
-    say({"listening": [host, int(bound[1])]})
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    otel = None
+    if init.get("otel"):
+        try:
+            otel = start_otel(init)
+        except ImportError:
+            say({"error": "OpenTelemetry export needs its packages: pip install 'provmon[otel]'"})
+            return 1
+    server = None
+    if init["listen"] is None:
+        say({"listening": None})
+    else:
+        host, port = init["listen"]
+        try:
+            server = Server((host, int(port)), metrics, ready)
+        except OSError as exc:
+            say({"error": f"cannot listen on {host}:{port}: {exc.strerror or exc}"})
+            return 1
+        say({"listening": [host, int(server.server_address[1])]})
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     db = threading.Thread(
         target=asyncio.run,
         args=(
@@ -216,10 +234,29 @@ def main() -> int:
         name="database",
         daemon=True,
     )
-    db.start()
-    read_updates(stdin, metrics, ready)
-    server.shutdown()
+    if server is not None:  # readiness and alert states are for the endpoint
+        db.start()
+    read_updates(stdin, metrics, ready, otel)
+    if otel is not None:
+        otel.shutdown()
+    if server is not None:
+        server.shutdown()
     return 0
+
+
+def start_otel(init: dict[str, Any]) -> OtelExport:
+    from monitor.exporter.otel import OtelExport
+
+    o = init["otel"]
+    return OtelExport(
+        o["endpoint"],
+        interval_s=float(o["interval_s"]),
+        timeout_s=float(o["timeout_s"]),
+        headers=o["headers"],
+        version=init["version"],
+        vantage=init["vantage"],
+        servers={(m, p, r): (h, int(port)) for m, p, r, h, port in init.get("servers", [])},
+    )
 
 
 if __name__ == "__main__":

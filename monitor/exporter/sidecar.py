@@ -16,11 +16,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from monitor import __version__
 from monitor.config import Config
+from monitor.config.load import parse_headers
 from monitor.errors import MetricsError
 from monitor.exporter.model import HEARTBEAT_S, Health, SeriesKey, probe_line
 from monitor.results import ProbeResult
@@ -29,6 +31,12 @@ log = logging.getLogger("monitor.metrics")
 
 MAX_BUFFER_BYTES = 8 * 1024 * 1024
 START_TIMEOUT_S = 30.0
+
+
+def server_of(base_url: str) -> tuple[str, int]:
+    """(host, port) of a base URL, for `server.address` and `server.port`."""
+    parts = urlsplit(base_url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def jobs_of(cfg: Config) -> list[SeriesKey]:
@@ -41,7 +49,7 @@ class MetricsSidecar:
     def __init__(
         self,
         cfg: Config,
-        listen: tuple[str, int],
+        listen: tuple[str, int] | None,
         health: Callable[[], Health],
         *,
         poll_s: float = 5.0,
@@ -64,9 +72,10 @@ class MetricsSidecar:
         host, port = self.address
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
-    async def start(self) -> tuple[str, int]:
-        """Start the metrics process; returns the address it listens on. Raises MetricsError
-        when it cannot listen there."""
+    async def start(self) -> tuple[str, int] | None:
+        """Start the metrics process; returns the address it listens on (None without
+        `listen`: OpenTelemetry export only). Raises MetricsError when it cannot listen there
+        or cannot export."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -77,9 +86,9 @@ class MetricsSidecar:
         assert proc.stdin is not None and proc.stdout is not None
         self._proc, self._stdin = proc, proc.stdin
         cfg = self._cfg
-        init = {
+        init: dict[str, Any] = {
             "version": __version__,
-            "listen": list(self._listen),
+            "listen": list(self._listen) if self._listen is not None else None,
             "vantage": cfg.vantage,
             "database_url": cfg.database_url.reveal(),
             "min_samples": cfg.uptime.min_samples,
@@ -87,7 +96,18 @@ class MetricsSidecar:
             "poll_s": self._poll_s,
             "daemon_pid": os.getpid(),
             "jobs": self._jobs,
+            "servers": [
+                [t.model, t.provider, t.route, *server_of(t.base_url)] for t in cfg.targets
+            ],
         }
+        if cfg.otel is not None:
+            headers = cfg.otel_headers.reveal() if cfg.otel_headers is not None else ""
+            init["otel"] = {
+                "endpoint": cfg.otel.endpoint,
+                "interval_s": cfg.otel.interval_s,
+                "timeout_s": cfg.otel.timeout_s,
+                "headers": parse_headers(headers),
+            }
         proc.stdin.write(json.dumps(init).encode() + b"\n")
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
@@ -101,11 +121,16 @@ class MetricsSidecar:
             await self._end(kill=True)
             why = reply.get("error") or "the metrics process did not start"
             raise MetricsError(why)
-        host, port = reply["listening"]
-        self.address = (str(host), int(port))
+        if reply["listening"] is not None:
+            host, port = reply["listening"]
+            self.address = (str(host), int(port))
+            log.info("metrics on %s/metrics (also /healthz, /readyz)", self.url)
+        if cfg.otel is not None:
+            log.info(
+                "OpenTelemetry export to %s every %g s", cfg.otel.endpoint, cfg.otel.interval_s
+            )
         self._send_health()
         self._beat = asyncio.create_task(self._heartbeat(), name="metrics-heartbeat")
-        log.info("metrics on %s/metrics (also /healthz, /readyz)", self.url)
         return self.address
 
     def _write(self, data: bytes) -> None:
@@ -146,7 +171,8 @@ class MetricsSidecar:
         log.error("the metrics process exited (status %s): /metrics is gone", proc.returncode)
 
     async def stop(self) -> None:
-        """Close the metrics process's input (it exits), waiting a few seconds at most."""
+        """Close the metrics process's input: it sends its last OpenTelemetry export and exits
+        (within `otel.timeout_s` and a few seconds)."""
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,9 +180,10 @@ class MetricsSidecar:
             self._beat = None
         if self._proc is not None:
             self._send_health()
-            await self._end(kill=False)
+            otel = self._cfg.otel
+            await self._end(kill=False, wait_s=5.0 + (otel.timeout_s if otel else 0.0))
 
-    async def _end(self, *, kill: bool) -> None:
+    async def _end(self, *, kill: bool, wait_s: float = 5.0) -> None:
         proc, stdin = self._proc, self._stdin
         self._proc = self._stdin = None
         if proc is None:
@@ -168,7 +195,7 @@ class MetricsSidecar:
         if kill and proc.returncode is None:
             proc.kill()
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(wait_s):
                 await proc.wait()
         except TimeoutError:
             proc.kill()
