@@ -223,6 +223,7 @@ def scraped_counts(text: str) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     return probes, ttft
 
 
+@pytest.mark.timeout(120)
 def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     url = f"sqlite+aiosqlite:///{db}"

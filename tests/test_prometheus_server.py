@@ -20,7 +20,7 @@ from monitor.simulator import Simulator
 from tests.metrics_helpers import DEPLOY, get, running, sim_config, tool
 from tests.test_metrics import db_counts
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 LABELS = {"model", "provider", "route", "vantage", "workload"}
 
@@ -33,13 +33,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
-    """Prometheus on loopback scraping `target` every second, with the example rules."""
+    """Prometheus on loopback scraping `target` twice a second, with the example rules."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         json.dumps(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "global": {"scrape_interval": "500ms", "evaluation_interval": "1s"},
                 "rule_files": [str(DEPLOY / "alerts.yml")],
                 "scrape_configs": [
                     {"job_name": "provmon", "static_configs": [{"targets": [target]}]}
@@ -106,7 +106,7 @@ def test_prometheus_scrapes_a_running_daemon(threaded_sim: Simulator, tmp_path: 
         f"sqlite+aiosqlite:///{db}",
         tmp_path,
         providers,
-        interval_s={"plain": 4.0, "http-503": 5.0},
+        interval_s={"plain": 6.0, "http-503": 7.0},
     )
     with running(cfg) as daemon:
         target = daemon.metrics_url().removeprefix("http://")
@@ -121,13 +121,13 @@ def test_prometheus_scrapes_a_running_daemon(threaded_sim: Simulator, tmp_path: 
                 assert set(metric) >= LABELS | {"outcome", "job", "instance"}
                 assert metric["vantage"] == "test-vantage"
             assert query(prom, 'up{job="provmon"}')[0]["value"][1] == "1"  # type: ignore[index]
-            # When Prometheus shows the same counts twice, 2.5 s apart, and the database does
-            # too, they are one moment's: they must be equal.
+            # When Prometheus shows the same counts twice, 1.5 s (three scrapes) apart, and the
+            # database does too, they are one moment's: they must be equal.
             for _ in range(40):
                 before = by_labels(query(prom, "provmon_probes_total"), "provider", "outcome")
                 ok_before = by_labels(query(prom, "provmon_probe_ttft_seconds_count"), "provider")
                 stored, stored_ok = db_counts(db)
-                time.sleep(2.5)
+                time.sleep(1.5)
                 after = by_labels(query(prom, "provmon_probes_total"), "provider", "outcome")
                 if before == after and db_counts(db) == (stored, stored_ok):
                     break

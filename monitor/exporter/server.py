@@ -2,12 +2,12 @@
 
 Rendering a scrape of 1,000 targets takes prometheus_client one to two seconds of CPU; in
 the daemon's process that would hold the GIL the probe loop needs to stamp arriving bytes. Here
-it holds nothing of the daemon's, and runs at a lower CPU priority (`NICE`). The daemon
-(`sidecar.MetricsSidecar`) starts it with `python -m monitor.exporter.server`, writes one JSON
-line of settings, then one line per probe and a health snapshot every second to its stdin; it
-answers on stdout with one line, `{"listening": [host, port]}` or `{"error": "..."}`. End of
-stdin (the daemon closed it, or died) ends this process; SIGINT and SIGTERM are left to the
-daemon, which drains first.
+it holds nothing of the daemon's, and runs only when the CPU is otherwise idle (`yield_cpu`).
+The daemon (`sidecar.MetricsSidecar`) starts it with `python -m monitor.exporter.server`,
+writes one JSON line of settings, then one line per probe and a health snapshot every second to
+its stdin; it answers on stdout with one line, `{"listening": [host, port]}` or
+`{"error": "..."}`. End of stdin (the daemon closed it, or died) ends this process; SIGINT and
+SIGTERM are left to the daemon, which drains first.
 
 Threads: the main thread reads stdin into the metrics; the HTTP server answers each request in
 a thread of its own; one thread runs an event loop that checks the database every `poll_s`
@@ -39,9 +39,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor.metrics")
 
-NICE = 10
-"""This process's CPU priority below the daemon's: on a machine with few cores, rendering a large
-scrape takes CPU from the probe loop only when the loop does not want it (bench/scrape.py)."""
+NICE = 19
+"""Where SCHED_IDLE is not to be had, the lowest CPU priority instead."""
+
+
+def yield_cpu() -> None:
+    """Run only when no other process wants the CPU (SCHED_IDLE; else nice 19): on a machine
+    with few cores, rendering a large scrape never delays the probe loop's wake-ups
+    (bench/scrape.py measures it). A machine too busy to render is a machine too busy to
+    probe well: the scrape times out and Prometheus says so (`up` = 0)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(NICE)
+
 
 STALE_AFTER_S = 15 * HEARTBEAT_S
 """/healthz fails when the daemon has sent nothing for this long (its loop is stuck)."""
@@ -190,8 +202,7 @@ def say(message: dict[str, Any]) -> None:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
+    yield_cpu()
     stdin = sys.stdin.buffer
     first = stdin.readline()
     if not first:
