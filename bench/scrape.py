@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from bench_procs import child_process, pin, receive, simulator
+from bench_procs import child_process, pin, receive, runq_wait_ns, simulator, waited_ms
 from probe_accuracy import API_KEY, MODEL, SLUG, Params, Sample, bench_farm, errors
 
 from monitor.stats import percentile
@@ -45,6 +45,8 @@ class ModeRun:
     mode: str
     samples: list[Sample]
     metrics_pid: int | None
+    waited_ms: float | None = None  # the client runnable but its CPU taken (other load)
+    metrics_cpu_s: float | None = None  # CPU time the metrics process used in the waves
     scrapes_ms: list[float] = field(default_factory=list)
     scrape_bytes: int = 0
     series: int = 0
@@ -136,13 +138,32 @@ async def run_client(
         await asyncio.sleep(1.5)
         conn.send(("ready", sidecar.url if sidecar is not None else None))
         samples: list[Sample] = []
+        runq_before = runq_wait_ns()
+        cpu_before = cpu_s(metrics_pid)
         for wave in range(waves):
             first = wave * concurrency
             batch = [(first + k) % targets for k in range(concurrency)]
             samples += await asyncio.gather(*(one(i) for i in batch))
+        waited = waited_ms(runq_before, runq_wait_ns())
+        cpu_after = cpu_s(metrics_pid)
     if sidecar is not None:
         await sidecar.stop()
-    return ModeRun(mode, samples, metrics_pid)
+    run = ModeRun(mode, samples, metrics_pid, waited)
+    if cpu_before is not None and cpu_after is not None:
+        run.metrics_cpu_s = cpu_after - cpu_before
+    return run
+
+
+def cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (/proc/PID/stat)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _client_main(conn: Connection, *args: object) -> None:
@@ -209,8 +230,10 @@ def main() -> None:
     )
     print(
         f"{'round':>5} {'mode':<7} {'done':>11} {'TTFT err p50':>12} {'p90':>8} {'p99':>8}"
-        f"  {'scrapes':>7} {'scrape ms p50':>13} {'max':>7} {'MB':>5} {'samples':>8}"
+        f" {'waited':>7} {'m. CPU':>6}  {'scrapes':>7} {'scrape ms p50':>13} {'max':>7}"
+        f" {'MB':>5} {'samples':>8}"
     )
+    runs: dict[str, list[ModeRun]] = {m: [] for m in MODES}
     with simulator(bench_farm(params), SIM_CPU) as (base_url, _):
         for rnd in range(args.repeats):
             for mode in MODES:
@@ -230,11 +253,26 @@ def main() -> None:
                     if s
                     else f"{'-':>7}"
                 )
+                runs[mode].append(r)
+                waited = "-" if r.waited_ms is None else f"{r.waited_ms:.0f}"
+                mcpu = "-" if r.metrics_cpu_s is None else f"{r.metrics_cpu_s:.1f}"
                 print(
                     f"{rnd + 1:>5} {mode:<7} {len(r.done):>5}/{len(r.samples):<5} "
-                    f"{fmt(r.ttft(50)):>12} {fmt(r.ttft(90))} {fmt(r.ttft(99))}  {scrape}",
+                    f"{fmt(r.ttft(50)):>12} {fmt(r.ttft(90))} {fmt(r.ttft(99))}"
+                    f" {waited:>7} {mcpu:>6}  {scrape}",
                     flush=True,
                 )
+    print(f"\nmedian over {args.repeats} rounds (TTFT error, ms):")
+    for mode, rs in runs.items():
+        cells = []
+        for p in (50, 90, 99):
+            values = sorted(v for v in (r.ttft(p) for r in rs) if v is not None)
+            cells.append(f"p{p} {percentile(values, 50):7.3f}" if values else f"p{p} -")
+        print(f"  {mode:<7} " + "  ".join(cells))
+    print(
+        "\nwaited: ms the client was runnable while its CPU ran something else (other load);"
+        "\nm. CPU: CPU seconds the metrics process used during the timed waves."
+    )
 
 
 if __name__ == "__main__":
