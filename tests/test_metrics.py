@@ -11,10 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from monitor.alerts.channels import WebhookChannel
+from monitor.alerts.payloads import trial_payload
 from monitor.config import parse_config
-from monitor.errors import ConfigError
+from monitor.errors import ChannelError, ConfigError
+from monitor.exporter.health import NotificationCounts
 from monitor.exporter.model import Health, OutcomeWindows, ProbeSample, probe_line
 from monitor.exporter.registry import Metrics
 from monitor.results import Outcome, ProbeResult
@@ -32,6 +36,7 @@ from tests.metrics_helpers import (
     running,
     sim_config,
 )
+from tests.receivers import webhook_receiver
 
 PER_TARGET = {"model", "provider", "route", "vantage", "workload"}
 
@@ -341,3 +346,19 @@ def test_provmon_config_names_the_config(threaded_sim: Simulator, tmp_path: Path
         timeout=60,
     )
     assert given.returncode == 2 and str(other) in given.stderr
+
+
+async def test_notifications_are_counted_per_channel_and_result(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with webhook_receiver() as rx:
+        rx.fail = 1
+        counts = NotificationCounts()
+        wrapped = counts.wrap({"hook": WebhookChannel("hook", session, rx.url, timeout_s=5)})
+        assert counts.snapshot() == {"hook": {"sent": 0, "failed": 0}}
+        payload = trial_payload("hook", datetime(2026, 1, 1, tzinfo=UTC), "v")
+        with pytest.raises(ChannelError):
+            await wrapped["hook"].send(payload)  # the receiver answers 503 once
+        await wrapped["hook"].send(payload)
+        assert counts.snapshot() == {"hook": {"sent": 1, "failed": 1}}
+        assert len(rx.deliveries) == 1
