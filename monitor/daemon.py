@@ -7,7 +7,6 @@ scheduler, hands them over, and closes them. Tests drive it in burst mode with `
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from monitor.config import Config, Target, Workload
 from monitor.errors import StoreUnavailable
 from monitor.probing.client import Prober
 from monitor.reporting.periods import Period, week_period
-from monitor.results import Outcome, ProbeResult
+from monitor.results import Outcome, ProbeResult, monitor_fault
 from monitor.scheduler import Scheduler
 from monitor.storage.database import advisory_lock
 from monitor.storage.store import Store
@@ -33,15 +32,6 @@ WeeklyReport = Callable[[Period], Awaitable[None]]
 
 
 CONNECTIVITY_KIND = "monitor.connectivity"
-
-
-def monitor_fault(result: ProbeResult, kind: str) -> ProbeResult:
-    """The probe failed because of the monitor itself: `monitor_error`, the provider's error
-    kind kept at the front of the message."""
-    message = f"{result.error_kind or result.outcome.value}: {result.error_message or ''}"
-    return dataclasses.replace(
-        result, outcome=Outcome.MONITOR_ERROR, error_kind=kind, error_message=message.strip()
-    )
 
 
 def stagger_s(key: str, interval_s: float) -> float:

@@ -115,3 +115,12 @@ class ProbeResult:
         if values.get("token_source") is not None:
             values["token_source"] = TokenSource(values["token_source"])
         return cls(**values)
+
+
+def monitor_fault(result: ProbeResult, kind: str) -> ProbeResult:
+    """The probe failed because of the monitor itself: `monitor_error` with error kind `kind`,
+    the provider's error kind (or outcome) kept at the front of the message."""
+    message = f"{result.error_kind or result.outcome.value}: {result.error_message or ''}"
+    return dataclasses.replace(
+        result, outcome=Outcome.MONITOR_ERROR, error_kind=kind, error_message=message.strip()
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from monitor.alerts.model import Incident
+from monitor.alert_model import Incident
 from monitor.alerts.payloads import kinds_text
 
 INCIDENT_HEADERS = (

@@ -8,16 +8,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.errors import StoreRejected, StoreUnavailable
+from monitor.errors import StoreUnavailable
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
 from monitor.storage.database import check_sqlite_file
+from monitor.storage.faults import unavailable
 from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
+from monitor.storage.sql import dialect_insert, ensure_targets
 
 ProbeRecord = tuple[str, ProbeResult]
 """(probe id, result)."""
@@ -46,16 +47,6 @@ PROBE_COLUMNS = (
 
 
 ROLLUPS = cast(Table, RollupRow.__table__)
-
-
-def _rejected(exc: BaseException) -> bool:
-    if isinstance(exc, DataError | IntegrityError | ValueError | OverflowError):
-        return True
-    return isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | OverflowError)
-
-
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 INT_MAX = 2**31 - 1
@@ -102,33 +93,15 @@ class Store:
         """Ids of `keys`, creating missing targets in this transaction. The cache is only
         updated by callers after the transaction commits: a rolled-back id must not stick."""
         found = {k: self._target_ids[k] for k in keys if k in self._target_ids}
-        missing = {k for k in keys if k not in found}
-        if missing:
-            ins = _insert(self._dialect)(TargetRow).on_conflict_do_nothing(
-                index_elements=["model", "provider", "route"]
-            )
-            now = datetime.now().astimezone()
-            await conn.execute(
-                ins,
-                [{"model": m, "provider": p, "route": r, "created_at": now} for m, p, r in missing],
-            )
-            rows = await conn.execute(
-                select(TargetRow.id, TargetRow.model, TargetRow.provider, TargetRow.route).where(
-                    tuple_(TargetRow.model, TargetRow.provider, TargetRow.route).in_(list(missing))
-                )
-            )
-            for tid, m, p, r in rows:
-                found[(m, p, r)] = tid
+        found |= await ensure_targets(conn, (k for k in keys if k not in found))
         return found
 
     async def target_ids(self, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
         """Ids of these targets, created when new."""
         wanted = list(keys)
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 known = await self._ids(conn, wanted)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         self._target_ids.update(known)
         return {k: known[k] for k in wanted}
 
@@ -150,14 +123,14 @@ class Store:
         if not records:
             return 0
         check_sqlite_file(self.engine)
-        try:
+        with unavailable(rejects=True):
             async with self.engine.begin() as conn:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
                 by_id = {pid: r for pid, r in records}
                 rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
                 table = ProbeRow.__table__
                 ins = (
-                    _insert(self._dialect)(table)
+                    dialect_insert(self._dialect)(table)
                     .on_conflict_do_nothing(index_elements=["id"])
                     .returning(table.c.id)
                 )
@@ -165,10 +138,6 @@ class Store:
                 result = await conn.execute(ins, rows)
                 inserted = [row[0] for row in result]
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
-        except (SQLAlchemyError, OSError, ValueError, OverflowError) as exc:
-            if _rejected(exc):
-                raise StoreRejected(str(exc)) from exc
-            raise StoreUnavailable(str(exc)) from exc
         self._target_ids.update(ids)
         return len(inserted)
 
@@ -239,52 +208,44 @@ class Store:
 
     async def spend_since(self, vantage: str, since: datetime) -> float:
         """USD spent on probes from `vantage` since `since`."""
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 value = await conn.scalar(
                     select(func.coalesce(func.sum(ProbeRow.cost_usd), 0.0)).where(
                         ProbeRow.vantage == vantage, ProbeRow.started_at >= since
                     )
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return float(value or 0.0)
 
     async def prune_probes(self, before: datetime) -> int:
         """Delete raw probes started before `before` (rollups stay)."""
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 result = await conn.execute(delete(ProbeRow).where(ProbeRow.started_at < before))
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return int(result.rowcount or 0)
 
     async def job_ran(self, name: str, period: str) -> bool:
         """A run of job `name` for `period` is recorded."""
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 found = await conn.scalar(
                     select(func.count())
                     .select_from(JobRunRow)
                     .where(JobRunRow.name == name, JobRunRow.period == period)
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return bool(found)
 
     async def claim_job_run(self, name: str, period: str, vantage: str, now: datetime) -> bool:
         """Record that job `name` runs for `period`; False when some monitor already did."""
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
-                ins = _insert(self._dialect)(JobRunRow).on_conflict_do_nothing(
+                ins = dialect_insert(self._dialect)(JobRunRow).on_conflict_do_nothing(
                     index_elements=["name", "period"]
                 )
                 result = await conn.execute(
                     ins.values(name=name, period=period, vantage=vantage, ran_at=now)
                 )
                 return bool(result.rowcount)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def probe_ids(self) -> set[str]:
         async with self.engine.connect() as conn:
