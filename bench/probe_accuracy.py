@@ -277,7 +277,7 @@ async def run_waves(probe: Callable[[], Awaitable[Sample]], level: int, waves: i
 
 
 async def run_ours(base_url: str, params: Params, level: int, waves: int) -> ClientRun:
-    from monitor.app import client_session
+    from monitor.probing.http import client_session
 
     async with client_session() as session:
         return await run_waves(make_ours(base_url, session, params), level, waves)

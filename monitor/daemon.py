@@ -1,7 +1,8 @@
 """The monitor daemon's work: probe jobs on a schedule, the budget, pruning, draining on stop.
 
-`Monitor` owns no resources: the composition root (`app`) builds the prober, writer, store and
-scheduler, hands them over, and closes them. Tests drive it in burst mode with `run_round`.
+`Monitor` owns no resources: the daemon build (`runtime.build_daemon`) makes the prober, writer,
+store and scheduler, hands them over, and closes them. Tests drive it in burst mode through
+`Daemon.run_round`.
 """
 
 from __future__ import annotations

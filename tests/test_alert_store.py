@@ -419,6 +419,7 @@ async def test_incidents_command(tmp_path: Path, clock: Clock) -> None:
     assert out.getvalue().splitlines() == [json.dumps(doc)]  # the open one still counts
 
 
+@pytest.mark.slow
 async def test_a_target_far_behind_does_not_starve_the_others(tmp_path: Path) -> None:
     """One target probed every 6 h, 19 every minute: after 300 minutes three of the busy ones
     fail three times and must go DOWN, however far behind the slow one's mark is."""

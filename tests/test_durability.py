@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
+from tests.factories import config_doc, write_config
 
 
 @pytest.mark.parametrize(
@@ -17,8 +18,7 @@ def test_read_only_commands_never_create_a_sqlite_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     db = tmp_path / "missing.db"
-    cfg = tmp_path / "provmon.toml"
-    cfg.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
+    cfg = write_config(tmp_path / "provmon.toml", config_doc(database=db))
     assert main([*argv, "-c", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert f"no database at {db}" in err

@@ -25,7 +25,7 @@ from monitor.stats import percentile
 from monitor.status import target_status
 from monitor.storage.schema import RollupRow
 from monitor.storage.store import Store
-from tests.factories import T0, result
+from tests.factories import T0, config_doc, direct_target, result, write_config
 
 FAIL = frozenset({"server_error", "timeout", "connection_error", "stream_error", "empty_response"})
 ACCT = Accounting(FAIL, min_samples=1)
@@ -149,6 +149,7 @@ async def test_frozen_week_is_the_same_after_pruning(migrated: AsyncEngine, tmp_
     assert after["rows"][0]["probes"] > 0
 
 
+@pytest.mark.slow
 async def test_provider_text_cannot_inject_markup(migrated: AsyncEngine, tmp_path: Path) -> None:
     evil = '<script>alert("x")</script>'
     probes = [
@@ -262,6 +263,7 @@ def test_status_windows() -> None:
     assert s.last_outcome == "ok"
 
 
+@pytest.mark.slow
 async def test_weekly_job_writes_last_week_once(migrated: AsyncEngine, tmp_path: Path) -> None:
     from monitor.daemon import Monitor
 
@@ -291,6 +293,7 @@ async def test_weekly_job_writes_last_week_once(migrated: AsyncEngine, tmp_path:
     assert "Alpha" in html.read_text()
 
 
+@pytest.mark.slow
 def test_report_and_status_commands(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,13 +303,9 @@ def test_report_and_status_commands(
     from monitor.storage.database import make_engine, upgrade
 
     db = tmp_path / "r.db"
-    cfg_path = tmp_path / "provmon.toml"
-    cfg_path.write_text(
-        f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
-        f'[reports]\nout_dir = "{tmp_path / "out"}"\n'
-        '[[targets]]\nroute = "direct"\nmodel = "acme/model-1"\nprovider = "Alpha"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n'
-    )
+    target = direct_target("http://127.0.0.1:9/v1", "Alpha", model="acme/model-1")
+    doc = config_doc([target], database=db, reports={"out_dir": str(tmp_path / "out")})
+    cfg_path = write_config(tmp_path / "provmon.toml", doc)
 
     async def seed() -> None:
         engine = make_engine(f"sqlite+aiosqlite:///{db}")

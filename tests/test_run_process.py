@@ -17,43 +17,31 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from monitor.simulator import DEMO_MODEL, Simulator
+from monitor.simulator import Simulator
 from monitor.storage.database import make_engine, upgrade
 from monitor.storage.store import Store
 from tests.conftest import API_KEY, IN_CI, PG_URL, SIM_THREAD_KEY
+from tests.factories import TINY, config_doc, direct_target, toml_text
 from tests.tcpproxy import TcpProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 def config_text(sim: Simulator, db_url: str, spill: Path, key_env: str) -> str:
-    targets = "".join(
-        f"""
-[[targets]]
-route = "direct"
-model = "{DEMO_MODEL}"
-provider = "{p}"
-base_url = "{sim.direct_base_url(p)}"
-api_key_env = "{key_env}"
-workloads = ["tiny"]
-interval_s = 1
-"""
+    targets = [
+        direct_target(sim.direct_base_url(p), p, key_env=key_env, workloads=["tiny"], interval_s=1)
         for p in ("plain", "comments", "usage-none")
+    ]
+    doc = config_doc(
+        targets,
+        database=db_url,
+        spill=spill,
+        vantage="proc",
+        timeouts={"first_token_s": 2, "idle_s": 1, "total_s": 5},
+        workloads={"tiny": TINY},
+        schedule={"jitter_s": 0.05, "drain_s": 5},
     )
-    return f"""
-vantage = "proc"
-[timeouts]
-first_token_s = 2
-idle_s = 1
-total_s = 5
-[workloads.tiny]
-input_tokens = 10
-max_tokens = 5
-[database]
-url = "{db_url}"
-spill_path = "{spill}"
-[schedule]
-jitter_s = 0.05
-drain_s = 5
-{targets}"""
+    return toml_text(doc)
 
 
 def sqlite_count(path: Path) -> int:
