@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from monitor import terminal
+from monitor.alerts.channels import channel_problems
 from monitor.alerts.payloads import trial_payload
 from monitor.clock import utc_now
 from monitor.config import Config, Job, Target, Workload, probe_jobs
@@ -25,6 +26,7 @@ from monitor.errors import (
     EXIT_FAIL,
     EXIT_OK,
     ChannelError,
+    ConfigError,
     DatabaseError,
     DiscoverError,
     EndpointsError,
@@ -37,6 +39,7 @@ from monitor.reporting.periods import Period
 from monitor.results import Outcome, ProbeResult
 from monitor.runtime import build_daemon, make_notifiers, make_prober
 from monitor.simulator import Farm, Simulator, demo_farm, quirks_farm, serve
+from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import connected, head_revision, upgrade
@@ -97,10 +100,29 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> in
     return asyncio.run(wrapper())
 
 
+def spill_problem(cfg: Config) -> str | None:
+    """Why the spill file cannot be written where the config puts it, or None."""
+    spill = SpillFile(Path(cfg.database.spill_path))
+    try:
+        spill.check_writable()
+    except OSError as exc:
+        return f"spill: cannot write {spill.path}: {exc.strerror or exc}"
+    return None
+
+
 async def check(cfg: Config, out: TextIO, err: TextIO) -> int:
-    """`provmon check`: the config's summary, then whether the database is usable."""
+    """`provmon check`: the config's summary (Apprise URLs included), that the spill file can
+    be written, then whether the database is usable."""
+    problems = channel_problems(cfg.channels)
+    if problems:
+        raise ConfigError(cfg.source, problems)
     out.write(terminal.config_summary(cfg))
     out.flush()
+    spill = spill_problem(cfg)
+    if spill is not None:
+        err.write(spill + "\n")
+        return EXIT_FAIL
+    out.write(f"spill file {cfg.database.spill_path} writable\n")
     try:
         async with connected(cfg.database_url.reveal()):
             pass
@@ -308,6 +330,9 @@ async def run_daemon(cfg: Config, stop: asyncio.Event) -> int:
     flush."""
     if not cfg.targets:
         raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
+    spill = spill_problem(cfg)
+    if spill is not None:  # found now, not during the first outage
+        raise DatabaseError(f"{spill} (set [database] spill_path to a writable place)")
     async with build_daemon(cfg) as daemon:
         await daemon.serve(stop)
     return EXIT_OK

@@ -52,6 +52,7 @@ class Monitor:
         now: Callable[[], datetime] = utc_now,
         weekly_report: WeeklyReport | None = None,
         reachable: Callable[[], Awaitable[bool]] | None = None,
+        on_budget: Callable[[str | None], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self._prober = prober
@@ -68,6 +69,8 @@ class Monitor:
         self.skipped_busy = 0
         self.started = 0
         self._budget_noted_day: object = None
+        self._budget_spent = False
+        self._on_budget = on_budget
 
     @property
     def jobs(self) -> list[tuple[Target, Workload]]:
@@ -84,6 +87,19 @@ class Monitor:
             log.warning("cannot read today's spend, counting from zero: %s", exc)
             return
         self.budget.spend(spent, now)
+
+    def _budget_allows(self) -> bool:
+        """Paid probing may go on; tells `on_budget` when that changes (spent, or reset)."""
+        allows = self.budget.allows(self._now())
+        if allows == self._budget_spent and self._on_budget is not None:
+            self._on_budget(
+                None
+                if allows
+                else f"daily budget ${self.budget.limit_usd or 0:g} spent: paid probes paused "
+                "until 00:00 UTC"
+            )
+        self._budget_spent = not allows
+        return allows
 
     def _budget_exhausted(self, target: Target, workload: Workload) -> ProbeResult:
         now = self._now()
@@ -124,7 +140,7 @@ class Monitor:
         try:
             async with lock:
                 self.started += 1
-                if target.paid and not self.budget.allows(self._now()):
+                if target.paid and not self._budget_allows():
                     result = self._budget_exhausted(target, workload)
                 else:
                     try:
@@ -197,7 +213,14 @@ class Monitor:
 
         async def job() -> None:
             n = await self._store.prune_probes(cutoff)
-            log.info("pruned %d probes older than %s", n, cutoff.isoformat())
+            outbox, runs = await self._store.prune_bookkeeping(cutoff)
+            log.info(
+                "pruned %d probes, %d sent notifications and %d job records older than %s",
+                n,
+                outbox,
+                runs,
+                cutoff.isoformat(),
+            )
 
         await self.singleton(PRUNE_JOB, now.strftime("%Y-%m-%d"), job)
 

@@ -42,7 +42,7 @@ from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.spill import SpillFile
 from monitor.storage.alerts import AlertStore
-from monitor.storage.database import Engine, connected
+from monitor.storage.database import Engine, daemon_engine
 from monitor.storage.store import Store
 from monitor.writer import ProbeWriter
 
@@ -124,16 +124,18 @@ class Daemon:
         now: Callable[[], datetime] = utc_now,
         pacing: Pacing = Pacing(),
         sidecars: Sequence[Sidecar] = (),
+        db_reachable: bool = True,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self._now = now
-        self.store = Store(engine)
+        self.store = Store(engine, verify_schema=not db_reachable)
         self.alerting = make_alerting(cfg, engine, session, now=now, pacing=pacing)
         self.writer = ProbeWriter(
             self.store,
             SpillFile(Path(cfg.database.spill_path)),
             flush_interval_s=pacing.writer_flush_s,
+            start_down=not db_reachable,
             on_stored=self.alerting.wake,
         )
         check = self.alerting.connectivity
@@ -145,6 +147,7 @@ class Daemon:
             now=now,
             weekly_report=self._weekly_report,
             reachable=check.reachable if check is not None else None,
+            on_budget=self.alerting.budget_changed,
         )
         self.scheduler = Scheduler()
         self.sidecars: list[Sidecar] = list(sidecars)
@@ -207,8 +210,11 @@ class Daemon:
             raise
         finally:
             self.scheduler.shutdown()
-            await self.writer.close()
-            await self.alerting.stop(flush=graceful)
+            # Every wait of the shutdown is bounded by drain_s (a second at least): the spill
+            # and the outbox keep whatever is not done by then.
+            bound_s = max(1.0, self.cfg.schedule.drain_s)
+            await self.writer.close(timeout_s=bound_s)
+            await self.alerting.stop(flush=graceful, flush_s=min(10.0, bound_s))
             for sidecar in reversed(self.sidecars):
                 await sidecar.stop()
             self.state = "stopped"
@@ -270,14 +276,28 @@ async def build_daemon(
     sidecars: Sequence[Sidecar] = (),
 ) -> AsyncIterator[Daemon]:
     """A daemon for `cfg`, not started. The database (`cfg.database_url`, migrated) and the
-    HTTP session are opened here unless given. Leaving the block stops the daemon: gracefully,
-    or (when it is left by an exception, a cancellation included) without draining."""
+    HTTP session are opened here unless given; a database that does not answer at start is an
+    outage like any other (probing goes on, results wait in the spill). Leaving the block stops
+    the daemon: gracefully, or (when it is left by an exception, a cancellation included)
+    without draining."""
     async with contextlib.AsyncExitStack() as stack:
+        reachable = True
         if engine is None:
-            engine = await stack.enter_async_context(connected(cfg.database_url.reveal()))
+            opened, reachable = await stack.enter_async_context(
+                daemon_engine(cfg.database_url.reveal())
+            )
+            engine = opened
         if session is None:
             session = await stack.enter_async_context(client_session())
-        daemon = Daemon(cfg, engine, session, now=now, pacing=pacing, sidecars=sidecars)
+        daemon = Daemon(
+            cfg,
+            engine,
+            session,
+            now=now,
+            pacing=pacing,
+            sidecars=sidecars,
+            db_reachable=reachable,
+        )
         try:
             yield daemon
         except BaseException:

@@ -64,6 +64,7 @@ class ProbeWriter:
         retry_interval_s: float = 2.0,
         db_timeout_s: float = 30.0,
         ack_s: float = 2.0,
+        start_down: bool = False,
         on_stored: Callable[[], None] | None = None,
     ) -> None:
         """`on_stored` is a wake-up called after each batch reaches the database (the alert
@@ -78,7 +79,8 @@ class ProbeWriter:
         self._db_timeout_s = db_timeout_s
         self._ack_s = ack_s
         self._on_stored = on_stored
-        self._db_down = spill.size() > 0  # a spill left by an earlier run: replay it first
+        # A spill left by an earlier run is replayed first; a database away at start too.
+        self._db_down = start_down or spill.size() > 0
         self._next_retry = 0.0
         self._closing = False
         self._task: asyncio.Task[None] | None = None

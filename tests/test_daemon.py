@@ -20,6 +20,7 @@ from monitor.simulator import Simulator
 from monitor.storage.database import upgrade
 from tests.conftest import Db, make_config
 from tests.factories import result
+from tests.receivers import webhook_receiver
 
 FAST = Pacing(writer_flush_s=0.05)
 
@@ -203,3 +204,38 @@ async def test_two_vantages_share_one_postgresql(
         # The next period runs again, once.
         assert await m_us.singleton("weekly", "2026-W48", lambda: job("us")) is True
         assert len(runs) == 2
+
+
+async def test_a_spent_budget_is_one_monitor_alert_a_day(
+    sim: Simulator, session: aiohttp.ClientSession, migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    async with webhook_receiver() as rx:
+        cfg = make_config(
+            sim,
+            "plain",
+            target={"input_price_per_mtok": 1000.0, "output_price_per_mtok": 1000.0},
+            schedule={"budget_usd_per_day": 0.05},
+            database=spill_in(tmp_path),
+            alerts={"channels": [{"name": "hook", "type": "webhook", "url": rx.url}]},
+        )
+        clock = Clock(datetime(2026, 11, 20, 22, 0, tzinfo=UTC))
+        async with burst(cfg, session, migrated, now=clock) as daemon:
+            monitor = daemon.monitor
+            target, workload = monitor.jobs[0]
+            for _ in range(4):  # one paid probe spends it; three are refused
+                await monitor.probe_job(target, workload)
+                clock.now += timedelta(minutes=5)
+                await daemon.alerting.evaluate()
+                while await daemon.alerting.deliver():
+                    pass
+            firing = [p for p in rx.payloads() if p["status"] == "firing"]
+            assert len(firing) == 1
+            assert "budget" in str(firing[0]["alerts"][0]["annotations"]).lower()
+            clock.now = datetime(2026, 11, 21, 0, 5, tzinfo=UTC)  # the next UTC day
+            await monitor.probe_job(target, workload)
+            await daemon.alerting.evaluate()
+            while await daemon.alerting.deliver():
+                pass
+            statuses = [p["status"] for p in rx.payloads()]
+            assert statuses == ["firing", "resolved"]
+            await daemon.stop()

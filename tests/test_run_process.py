@@ -178,3 +178,71 @@ async def test_kill_9_while_database_is_away_loses_nothing(
     rollups = await store.rollups()
     assert sum(r.n for r in rollups.values()) == len(ids)  # and nothing counted twice
     await engine.dispose()
+
+
+@pytest.mark.parametrize("outage", ["refused", "black-holed"])
+async def test_starts_and_probes_while_the_database_is_away(
+    sim: Simulator, pg_database: str, tmp_path: Path, outage: str
+) -> None:
+    """`provmon run` started during an outage probes anyway (spilling), `check` still says the
+    database is unreachable, and every probe the simulator served is stored once it answers."""
+    engine = make_engine(pg_database)
+    await upgrade(engine)
+    store = Store(engine)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    if outage == "refused":
+        await proxy.cut()
+    else:
+        proxy.hang()
+    spill = tmp_path / "spill.jsonl"
+    cfg = tmp_path / "provmon.toml"
+    via_proxy = pg_database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg.write_text(config_text(sim, via_proxy, spill, "K"))
+    env = {"K": API_KEY, "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "monitor"]
+    check = await asyncio.create_subprocess_exec(
+        *base,
+        "check",
+        "-c",
+        str(cfg),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, check_err = await check.communicate()
+    assert check.returncode == 1
+    assert b"database" in check_err
+    sim.farm.truth.clear()
+    proc = await asyncio.create_subprocess_exec(
+        *base, "run", "-c", str(cfg), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+
+        async def spilling() -> bool:
+            return spill.exists() and len(spill.read_text().splitlines()) >= 6
+
+        await wait_until(spilling, 30, "probes spilled while the database is away")
+        assert await store.count_probes() == 0
+        if outage == "refused":
+            await proxy.restore()
+        else:
+            proxy.unhang()
+
+        async def replayed() -> bool:
+            return spill.stat().st_size == 0 and await store.count_probes() >= 6
+
+        await wait_until(replayed, 40, "the spill replayed once the database answers")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await proxy.cut()
+    served = [t for t in sim.farm.truth if t.closed_by == "server"]
+    ids = await store.probe_ids()
+    assert len(ids) == len(served)  # every probe served is stored, none twice
+    rollups = await store.rollups()
+    assert sum(r.n for r in rollups.values()) == len(ids)
+    await engine.dispose()

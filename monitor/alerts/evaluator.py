@@ -81,6 +81,7 @@ class Evaluator:
         self._lock = asyncio.Lock()
         self.connectivity_down = False
         self.connectivity_note = ""
+        self.budget_note: str | None = None  # set while the daily budget is spent
         intervals = [t.interval_s for t in cfg.targets] or [cfg.schedule.interval_s]
         self.round_s = max(intervals) + cfg.schedule.jitter_s
         self._channels = [c.name for c in cfg.channels]
@@ -185,6 +186,7 @@ class Evaluator:
             mass_failure=result.mass_failure,
             open_incidents=await u.incidents.open_now(IncidentKind.MONITOR, v),
             now=now,
+            budget_note=self.budget_note,
         )
         await self._apply(u, health, None, now, r)
 

@@ -257,13 +257,21 @@ def decide_health(
     mass_failure: bool,
     open_incidents: Sequence[Incident],
     now: datetime,
+    budget_note: str | None = None,
 ) -> list[Action]:
-    """The monitor incident of `vantage`: opened while its connectivity check fails or the
-    latest round failed nearly everywhere (one at a time), resolved when neither holds."""
-    if connectivity_down or mass_failure:
+    """The monitor incident of `vantage`: opened while its connectivity check fails, the
+    latest round failed nearly everywhere, or its daily budget is spent (one at a time: a day's
+    exhausted budget is one notification, resolved when the budget resets at 00:00 UTC), and
+    resolved when none of these holds."""
+    if connectivity_down or mass_failure or budget_note:
         if open_incidents:
             return []
-        why = connectivity_note if connectivity_down else MASS_FAILURE_NOTE
+        if connectivity_down:
+            why = connectivity_note
+        elif mass_failure:
+            why = MASS_FAILURE_NOTE
+        else:
+            why = budget_note or ""
         plan = _Plan({})
         plan.open(IncidentKind.MONITOR, vantage, now, now, (vantage,), {}, why)
         return plan.actions

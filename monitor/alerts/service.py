@@ -65,6 +65,11 @@ class Alerting:
         self.evaluator.connectivity_note = note
         self._wake.set()
 
+    def budget_changed(self, note: str | None) -> None:
+        """The daily budget was spent (`note` says so) or reset (None): a monitor alert."""
+        self.evaluator.budget_note = note
+        self._wake.set()
+
     def wake(self) -> None:
         """The writer's `on_stored`: new probes are in the database, evaluate soon."""
         self._wake.set()

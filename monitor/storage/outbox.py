@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -185,3 +185,21 @@ async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         found = await conn.execute(select(OutboxRow.__table__).order_by(OutboxRow.id))
         return [dict(row) for row in found.mappings()]
+
+
+DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.CANCELLED, OutboxStatus.MUTED)
+
+
+async def prune_outbox(conn: AsyncConnection, before: datetime) -> int:
+    """Delete finished notifications (sent, given up, cancelled, muted) created before `before`
+    whose incident has ended: a row still to be sent, or of an incident still open (its
+    reminders and its resolution still refer to it), is never deleted."""
+    ended = select(IncidentRow.id).where(IncidentRow.ended_at.is_not(None))
+    result = await conn.execute(
+        delete(OutboxRow).where(
+            OutboxRow.created_at < before,
+            OutboxRow.status.in_([str(s) for s in DONE]),
+            or_(OutboxRow.incident_id.is_(None), OutboxRow.incident_id.in_(ended)),
+        )
+    )
+    return int(result.rowcount or 0)

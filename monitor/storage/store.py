@@ -3,6 +3,7 @@ daemon needs. Database faults surface as `StoreUnavailable`, so callers never im
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -15,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from monitor.errors import StoreUnavailable
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
-from monitor.storage.database import check_sqlite_file
+from monitor.storage.database import check_sqlite_file, schema_at_head
 from monitor.storage.faults import unavailable
+from monitor.storage.outbox import prune_outbox
 from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
 from monitor.storage.sql import dialect_insert, ensure_targets
+
+log = logging.getLogger(__name__)
 
 ProbeRecord = tuple[str, ProbeResult]
 """(probe id, result)."""
@@ -84,8 +88,10 @@ def probe_row(pid: str, target_id: int, r: ProbeResult) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, verify_schema: bool = False) -> None:
         self.engine = engine
+        self.verify_schema = verify_schema  # opened while the database was away
+        self._schema_warned = False
         self._dialect = engine.dialect.name
         self._target_ids: dict[TargetKey, int] = {}
 
@@ -106,9 +112,21 @@ class Store:
         return {k: known[k] for k in wanted}
 
     async def ping(self) -> bool:
-        """The database answers (and, for SQLite, is still the file it was)."""
+        """The database answers (and, for SQLite, is still the file it was). A store opened
+        while the database was away (`verify_schema`) also checks, once, that the schema it
+        finds is at head: until someone runs `provmon db upgrade`, it is not there to write."""
         try:
             check_sqlite_file(self.engine)
+            if self.verify_schema:
+                if not await schema_at_head(self.engine):
+                    if not self._schema_warned:
+                        self._schema_warned = True
+                        log.error(
+                            "the database answers but its schema is not the one provmon needs: "
+                            "run `provmon db upgrade`; results wait in the spill until then"
+                        )
+                    return False
+                self.verify_schema = False
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
         except (SQLAlchemyError, OSError, StoreUnavailable):
@@ -122,6 +140,8 @@ class Store:
         """
         if not records:
             return 0
+        if self.verify_schema:
+            raise StoreUnavailable("the database's schema is not verified yet (see ping)")
         check_sqlite_file(self.engine)
         with unavailable(rejects=True):
             async with self.engine.begin() as conn:
@@ -223,6 +243,16 @@ class Store:
             async with self.engine.begin() as conn:
                 result = await conn.execute(delete(ProbeRow).where(ProbeRow.started_at < before))
         return int(result.rowcount or 0)
+
+    async def prune_bookkeeping(self, before: datetime) -> tuple[int, int]:
+        """Delete finished outbox rows (never one still to send, nor one of an open incident)
+        and records of once-per-period job runs, both older than `before`. Returns how many
+        of each."""
+        with unavailable():
+            async with self.engine.begin() as conn:
+                outbox = await prune_outbox(conn, before)
+                runs = await conn.execute(delete(JobRunRow).where(JobRunRow.ran_at < before))
+        return outbox, int(runs.rowcount or 0)
 
     async def job_ran(self, name: str, period: str) -> bool:
         """A run of job `name` for `period` is recorded."""
