@@ -30,6 +30,7 @@ from monitor.daemon import Monitor
 from monitor.discover import parse_endpoints, to_toml
 from monitor.errors import ChannelError, ConfigError
 from monitor.probing.client import Prober
+from monitor.probing.session import probe_session
 from monitor.probing.throttle import Gates
 from monitor.redact import short_message
 from monitor.reporting.job import accounting, make_reports
@@ -62,24 +63,20 @@ log = logging.getLogger("monitor")
 
 @contextlib.asynccontextmanager
 async def client_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """One HTTP session for all probes; no connection cap (per-provider gates bound it).
-
-    Every probe opens its own connection (`force_close`): whether a kept-alive connection
-    survived since the last probe depends on the provider's idle timeout, and TTFT would
-    include the TCP and TLS handshakes only sometimes. This way it always does.
-    """
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": "provmon/0.1 (+https://github.com/provmon/provmon)"},
-    ) as session:
+    """One HTTP session for all probes (and alerts): `monitor.probing.session.probe_session`,
+    a fresh connection per probe with its phases traced."""
+    async with probe_session() as session:
         yield session
 
 
 def make_prober(session: aiohttp.ClientSession, cfg: Config) -> Prober:
-    return Prober(session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=Gates(cfg.limits_for))
+    return Prober(
+        session,
+        timeouts=cfg.timeouts,
+        vantage=cfg.vantage,
+        gates=Gates(cfg.limits_for),
+        settings=cfg.probe,
+    )
 
 
 async def probe_once(

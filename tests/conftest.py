@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from monitor.clock import utc_now
 from monitor.config import Config, Target, parse_config
 from monitor.probing.client import Prober
+from monitor.probing.session import probe_session
 from monitor.probing.throttle import Gates
 from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
 from monitor.simulator.farm import Farm
@@ -68,7 +69,7 @@ def make_config(sim: Simulator, *providers: str, route: str = "direct", **extra:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(trust_env=False) as s:
+    async with probe_session() as s:
         yield s
 
 

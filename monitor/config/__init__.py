@@ -17,7 +17,7 @@ from monitor.config.load import (
     load_config,
     parse_config,
 )
-from monitor.config.sections import ProviderLimits, Timeouts, Workload
+from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts, Workload
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Prices",
+    "ProbeSettings",
     "ProviderLimits",
     "Secret",
     "Target",
