@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -26,11 +27,11 @@ from monitor.probing.attempt import Attempt, ProbeTrace, build_result, connectio
 from monitor.probing.body import BodyDecoder, EncodingError
 from monitor.probing.chunks import Chunk, Done, Malformed, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
-from monitor.probing.metrics import StreamMeter, measure
+from monitor.probing.metrics import StreamMeter, measure, needs_count
 from monitor.probing.phases import Phases
 from monitor.probing.prompts import build_body, new_nonce
 from monitor.probing.session import is_traced, tracing
-from monitor.probing.sse import SSEError, SSEEvent, SSEParser
+from monitor.probing.sse import SSEError, SSEEvent, SSEItem, SSEParser
 from monitor.probing.throttle import Gates
 from monitor.probing.tokens import TokenCounter, TokenTally, counter_from_file, default_counter
 from monitor.redact import short_message
@@ -42,10 +43,14 @@ log = logging.getLogger(__name__)
 
 ERROR_BODY_BYTES = 4096
 NOT_SSE_BODY_BYTES = 65536
-READ_BYTES = 16 * 1024
-"""The most one read takes; with the parsing and counting it causes, about a millisecond."""
-TOKEN_STEP_CHARS = 16 * 1024
-"""The most text tokenized between two reads."""
+READ_BYTES = 4 * 1024
+"""The most one read takes."""
+SLICE_NS = 200_000
+"""Parsing the events of one read yields to the event loop after this much work."""
+TOKEN_STEP_CHARS = 1024
+"""Text tokenized between two reads once more than `TOKEN_KEEP_CHARS` wait (about 0.1 ms)."""
+TOKEN_KEEP_CHARS = 1024 * 1024
+"""Text left uncounted until the end (usage usually makes counting unneeded)."""
 COUNT_GRACE_S = 0.5
 """How long past its total deadline a probe may go on counting the tokens it received; what is
 left then is estimated."""
@@ -185,7 +190,7 @@ class Prober:
             a.status = resp.status
             if resp.status != 200:
                 return await self._http_error(a, resp, use_so, total_deadline)
-            meter = StreamMeter(t0, TokenTally(counter))
+            meter = StreamMeter(t0, TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS))
             await self._stream(a, resp, meter, (first_deadline, total_deadline), trace)
             return build_result(a), False
         finally:
@@ -221,46 +226,38 @@ class Prober:
         trace: ProbeTrace | None,
     ) -> None:
         """Read the stream to its end (or a deadline, the byte cap, a fault) into `a`."""
+        r = _Reading(meter, trace, deadlines[1], self._timeouts.idle_s)
         first_deadline, total_deadline = deadlines
         loop = asyncio.get_running_loop()
-        idle_s = self._timeouts.idle_s
         cap = self._settings.max_stream_bytes
         parser = SSEParser()
-        ending: Ending | None = None
-        end_ns: int | None = None
-        timeout_kind: str | None = None
-        events = 0
         received = decoded = 0
         body_head = bytearray()
-        last_data = 0.0
         reader = resp.content
         try:
             decoder = BodyDecoder(resp.headers.get("Content-Encoding"))
         except EncodingError as exc:
-            decoder, ending = BodyDecoder(None), Ending.ENCODING
+            decoder, r.ending = BodyDecoder(None), Ending.ENCODING
             a.message = short_message(str(exc), a.secrets)
-        while ending is None:
-            now = loop.time()
-            deadline = first_deadline if meter.first_token_ns is None else total_deadline
-            if meter.first_token_ns is not None:
-                deadline = min(total_deadline, last_data + idle_s)
-            if now >= deadline:
-                timeout_kind = _timeout_kind(deadline, total_deadline, meter)
+        while r.ending is None and r.timeout_kind is None:
+            deadline = first_deadline if meter.first_token_ns is None else r.idle_deadline
+            if loop.time() >= deadline:
+                r.timed_out(deadline)
                 break
-            if decoder.pending:
-                data = b""  # decode what is already here before reading more
-            else:
+            data = b""
+            if not decoder.pending:  # decode what is already here before reading more
                 try:
                     async with asyncio.timeout_at(deadline):
                         data = await reader.read(READ_BYTES)
                 except TimeoutError:
-                    timeout_kind = _timeout_kind(deadline, total_deadline, meter)
+                    r.timed_out(deadline)
                     break
                 except (aiohttp.ClientError, OSError) as exc:
-                    ending = Ending.CUT
+                    r.ending = Ending.CUT
                     a.message = short_message(str(exc) or type(exc).__name__, a.secrets)
                     break
                 received += len(data)
+                r.slice_ns = time.perf_counter_ns()
             t = time.perf_counter_ns()
             try:
                 if data or decoder.pending:
@@ -268,51 +265,33 @@ class Prober:
                     data = decoder.pull(READ_BYTES)
                     decoded += len(data)
                     if max(received, decoded) > cap:
-                        ending = Ending.TOO_LARGE
+                        r.ending = Ending.TOO_LARGE
                         a.message = f"the stream sent more than {cap} bytes"
                         break
                     items = parser.feed(data)
-                    if events == 0 and len(body_head) < NOT_SSE_BODY_BYTES:
+                    if r.events == 0 and len(body_head) < NOT_SSE_BODY_BYTES:
                         body_head += data[: NOT_SSE_BODY_BYTES - len(body_head)]
                 else:
                     items = parser.close()
-                    ending, end_ns = Ending.EOF, t
-                for item in items:
-                    if isinstance(item, SSEEvent):
-                        events += 1
-                        r = read_event(item)
-                        if isinstance(r, Chunk):
-                            meter.add(t, r)
-                            last_data = loop.time()
-                            if trace is not None and r.has_token:
-                                trace.tokens.append((t, r.sent_ns))
-                        elif isinstance(r, Done):
-                            ending, end_ns = Ending.DONE, t
-                            break
-                        elif isinstance(r, Malformed):
-                            ending = Ending.MALFORMED
-                            a.message = short_message(f"{r.reason}: {r.excerpt}", a.secrets)
-                            break
-                    elif isinstance(item, SSEError):
-                        ending = Ending.MALFORMED
-                        a.message = item.reason
-                        break
+                    r.ending, r.end_ns = Ending.EOF, t
+                message = await r.consume(items, t)
             except EncodingError as exc:
-                ending = Ending.ENCODING
-                a.message = short_message(str(exc), a.secrets)
+                r.ending, message = Ending.ENCODING, str(exc)
             except Exception as exc:  # whatever the bytes broke is the provider's fault
                 log.debug("parsing %s's stream failed", a.target.key, exc_info=True)
-                ending = Ending.MALFORMED
-                a.message = f"unparseable stream: {type(exc).__name__}"
+                r.ending, message = Ending.MALFORMED, f"unparseable stream: {type(exc).__name__}"
+            if message is not None:
+                a.message = short_message(message, a.secrets)
             meter.tally.step(TOKEN_STEP_CHARS)
             if len(data) >= READ_BYTES or decoder.pending:
                 await asyncio.sleep(0)  # more may be buffered: let the other streams run
-        await self._count(meter, total_deadline + COUNT_GRACE_S)
-        if ending is Ending.EOF and events == 0:
+        if needs_count(meter, a.workload.max_tokens, a.prompt_tokens):
+            await self._count(meter, total_deadline + COUNT_GRACE_S)
+        ending = r.ending
+        if ending is Ending.EOF and r.events == 0:
             ending = Ending.NOT_SSE
             a.message = short_message(bytes(body_head), a.secrets) or "empty body"
-        if ending in (Ending.CUT, Ending.MALFORMED, Ending.TOO_LARGE, Ending.ENCODING):
-            end_ns = None
+        end_ns = r.end_ns if ending in (Ending.DONE, Ending.EOF) else None
         a.measurements = m = measure(
             meter,
             end_ns,
@@ -321,8 +300,8 @@ class Prober:
             max_tokens=a.workload.max_tokens,
         )
         a.meter = meter
-        if timeout_kind is not None:
-            a.outcome, a.error_kind = Outcome.TIMEOUT, timeout_kind
+        if r.timeout_kind is not None:
+            a.outcome, a.error_kind = Outcome.TIMEOUT, r.timeout_kind
         else:
             assert ending is not None
             a.outcome, a.error_kind = classify_stream(meter, ending, m.output_tokens)
@@ -333,11 +312,69 @@ class Prober:
     async def _count(self, meter: StreamMeter, until: float) -> None:
         """Count the text still waiting, a step at a time, until `until`; estimate the rest."""
         loop = asyncio.get_running_loop()
-        while meter.tally.step(TOKEN_STEP_CHARS):
+        while meter.tally.step(TOKEN_STEP_CHARS, keep=0):
             if loop.time() >= until:
                 meter.tally.give_up()
                 return
             await asyncio.sleep(0)
+
+
+@dataclass(slots=True)
+class _Reading:
+    """The state of one stream being read: how it ended, and the current time slice."""
+
+    meter: StreamMeter
+    trace: ProbeTrace | None
+    total_deadline: float
+    idle_s: float
+    ending: Ending | None = None
+    end_ns: int | None = None
+    timeout_kind: str | None = None
+    events: int = 0
+    last_data: float = 0.0
+    slice_ns: int = 0
+
+    @property
+    def idle_deadline(self) -> float:
+        return min(self.total_deadline, self.last_data + self.idle_s)
+
+    def timed_out(self, deadline: float) -> None:
+        if deadline >= self.total_deadline:
+            self.timeout_kind = "timeout.total"
+        elif self.meter.first_token_ns is None:
+            self.timeout_kind = "timeout.ttft"
+        else:
+            self.timeout_kind = "timeout.idle"
+
+    async def consume(self, items: list[SSEItem], t: int) -> str | None:
+        """Apply parsed items (their bytes arrived at `t`) to the meter; a message when the
+        stream went wrong. Yields to the event loop when a slice of work is used up."""
+        loop = asyncio.get_running_loop()
+        for i, item in enumerate(items):
+            if i % 16 == 15 and time.perf_counter_ns() - self.slice_ns > SLICE_NS:
+                await asyncio.sleep(0)
+                self.slice_ns = time.perf_counter_ns()
+                if loop.time() >= self.total_deadline:
+                    self.timeout_kind = "timeout.total"
+                    return None
+            if isinstance(item, SSEEvent):
+                self.events += 1
+                r = read_event(item)
+                if isinstance(r, Chunk):
+                    self.meter.add(t, r)
+                    self.last_data = loop.time()
+                    if self.trace is not None and r.has_token:
+                        self.trace.tokens.append((t, r.sent_ns))
+                elif isinstance(r, Done):
+                    self.ending, self.end_ns = Ending.DONE, t
+                    return None
+                elif isinstance(r, Malformed):
+                    self.ending = Ending.MALFORMED
+                    return f"{r.reason}: {r.excerpt}"
+            elif isinstance(item, SSEError):
+                self.ending = Ending.MALFORMED
+                return item.reason
+        return None
 
 
 def _timeout_kind(deadline: float, total_deadline: float, meter: StreamMeter) -> str:

@@ -117,23 +117,39 @@ def plausible_tokens(reported: int | None, expected: int | None) -> bool:
     return reported <= USAGE_FACTOR * expected + USAGE_MARGIN
 
 
+def usage_believed(meter: StreamMeter, max_tokens: int | None, prompt_tokens: int | None) -> bool:
+    """False when a reported usage is far beyond what could be: completion tokens above
+    `max_tokens` and the characters received, prompt tokens above provmon's own count."""
+    usage = meter.usage
+    if usage is None:
+        return True
+    ceiling = max(max_tokens, meter.chars) if max_tokens is not None else None
+    return plausible_tokens(usage.completion_tokens, ceiling) and plausible_tokens(
+        usage.prompt_tokens, prompt_tokens
+    )
+
+
+def needs_count(meter: StreamMeter, max_tokens: int | None, prompt_tokens: int | None) -> bool:
+    """True when the output tokens must be counted from the text (no believable usage)."""
+    usage = meter.usage
+    if usage is None or not usage.completion_tokens:
+        return True
+    return not usage_believed(meter, max_tokens, prompt_tokens)
+
+
 def output_token_count(
     meter: StreamMeter, max_tokens: int | None = None, prompt_tokens: int | None = None
 ) -> tuple[int, TokenSource, bool]:
-    """`usage.completion_tokens` when reported and plausible, else counted from the text
-    received; the third value is True when the usage was not believed (either count far
-    beyond `max_tokens`, or the text, or provmon's own count of the prompt)."""
+    """`usage.completion_tokens` when reported and believable, else counted from the text
+    received; the third value is True when a reported usage was not believed."""
     usage = meter.usage
-    counted = meter.tally.total()
-    reported = usage.completion_tokens if usage is not None else None
-    ceiling = max(max_tokens, counted) if max_tokens is not None else None
-    implausible = usage is not None and not (
-        plausible_tokens(reported, ceiling) and plausible_tokens(usage.prompt_tokens, prompt_tokens)
-    )
-    if reported is not None and not implausible and (reported > 0 or counted == 0):
+    believed = usage_believed(meter, max_tokens, prompt_tokens)
+    reported = usage.completion_tokens if usage is not None and believed else None
+    if reported is not None and (reported > 0 or meter.chars == 0):
         return reported, TokenSource.USAGE, False
+    counted = meter.tally.total()
     # Each content-bearing chunk holds at least one token.
-    return max(counted, meter.chunks), meter.tally.source, implausible
+    return max(counted, meter.chunks), meter.tally.source, not believed
 
 
 def decode_tps(output_tokens: int, first_ns: int | None, last_ns: int | None) -> float | None:

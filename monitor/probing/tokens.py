@@ -16,6 +16,7 @@ import importlib.resources
 import logging
 import math
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,31 +73,50 @@ ESTIMATE = TokenCounter()
 # gives the count of the whole (to within a token for unusual tokenizers).
 _CUT = re.compile(r"(?<=\n)(?=\S)|(?<=\S)(?= [^\W\d_])")
 CUT_WINDOW = 1024
+FORCED_CUT_CHARS = 256
+"""Where there is no safe place, a cut this far in: BPE on one long word costs more than
+linear time, so a run without spaces (a hostile stream's) is counted in short pieces."""
 
 
-def cut_point(text: str, limit: int) -> int:
-    """The last safe place to split `text` at or before `limit` (`limit` itself if none)."""
-    start = max(0, limit - CUT_WINDOW)
+def cut_point(text: str, limit: int, start: int = 0) -> int:
+    """The last safe place to split `text` after `start`, at or before `limit` (`limit` itself
+    if there is none close before it)."""
     last = None
-    for m in _CUT.finditer(text, start, limit):
+    for m in _CUT.finditer(text, max(start + 1, limit - CUT_WINDOW), limit):
         last = m.start()
-    return last if last else limit
+    return last if last else min(limit, start + FORCED_CUT_CHARS)
 
 
 class TokenTally:
-    """Counts the tokens of a text fed piece by piece without keeping the text.
+    """Counts the tokens of a text fed piece by piece without keeping all of the text.
 
-    `feed` only stores; `step` counts at most `budget` characters of whole segments (so a
-    caller can bound the work done between two reads); `total` counts what is left.
-    With the estimate counter nothing is stored at all: the count comes from `chars`.
+    `feed` only stores. Counting is lazy (a provider's usage usually makes it unneeded): `step`
+    counts segments only while more than `keep` characters wait, at most `budget` characters
+    per call (so a caller bounds the work done between two reads); `total` counts the rest.
+    At most about `keep` + one segment of text is ever held. With the estimate counter nothing
+    is stored at all: the count comes from `chars`.
     """
 
-    __slots__ = ("_counter", "_parts", "_pending", "_segment", "chars", "counted", "estimated")
+    __slots__ = (
+        "_counter",
+        "_head",
+        "_keep",
+        "_parts",
+        "_pending",
+        "_segment",
+        "chars",
+        "counted",
+        "estimated",
+    )
 
-    def __init__(self, counter: TokenCounter, segment_chars: int = 4096) -> None:
+    def __init__(
+        self, counter: TokenCounter, segment_chars: int = 4096, keep_chars: int = 256 * 1024
+    ) -> None:
         self._counter = counter
         self._segment = segment_chars
-        self._parts: list[str] = []
+        self._keep = max(keep_chars, segment_chars)
+        self._parts: deque[str] = deque()
+        self._head = 0  # characters of _parts[0] already counted
         self._pending = 0
         self.chars = 0
         self.counted = 0
@@ -119,33 +139,60 @@ class TokenTally:
         self._parts.append(text)
         self._pending += len(text)
 
-    def step(self, budget: int) -> bool:
-        """Count whole segments of at most `budget` characters in all; True when a full segment
-        is still waiting (call again after yielding)."""
-        while self._pending > self._segment and budget > 0:
-            text = "".join(self._parts)
-            cut = cut_point(text, min(self._segment, budget, len(text) - 1))
-            self.counted += self._counter.count(text[:cut])
-            rest = text[cut:]
-            self._parts = [rest]
-            self._pending = len(rest)
+    def _peek(self, n: int) -> str:
+        """The first `n` pending characters (fewer if fewer wait), without consuming them."""
+        out: list[str] = []
+        head = self._head
+        for part in self._parts:
+            piece = part[head : head + n]
+            out.append(piece)
+            n -= len(piece)
+            head = 0
+            if n <= 0:
+                break
+        return "".join(out)
+
+    def _consume(self, n: int) -> None:
+        self._pending -= n
+        while n > 0:
+            left = len(self._parts[0]) - self._head
+            if n < left:
+                self._head += n
+                return
+            n -= left
+            self._parts.popleft()
+            self._head = 0
+
+    def step(self, budget: int, keep: int | None = None) -> bool:
+        """Count whole segments, about `budget` characters in all, while more than `keep`
+        (default: the tally's own) characters wait; True when more than that still wait. The
+        work is proportional to what is counted, whatever size the pieces came in."""
+        keep = self._keep if keep is None else max(keep, self._segment)
+        while self._pending > keep and budget > 0:
+            limit = self._segment
+            window = self._peek(limit + 2)  # the two characters after decide a cut
+            cut = cut_point(window, limit)
+            self.counted += self._counter.count(window[:cut])
+            self._consume(cut)
             budget -= cut
-        return self._pending > self._segment
+        return self._pending > keep
 
     def give_up(self) -> None:
         """Estimate what is still pending instead of counting it (out of time)."""
-        if self._parts:
+        if self._pending:
             self.counted += estimate_from_chars(self._pending)
-            self._parts, self._pending = [], 0
+            self._parts.clear()
+            self._head = self._pending = 0
             self.estimated = True
 
     def total(self) -> int:
         """All tokens fed so far (counting what was still pending)."""
         if self._counter.encode is None:
             return estimate_from_chars(self.chars)
-        if self._parts:
-            self.counted += self._counter.count("".join(self._parts))
-            self._parts, self._pending = [], 0
+        if self._pending:
+            self.counted += self._counter.count(self._peek(self._pending))
+            self._parts.clear()
+            self._head = self._pending = 0
         return self.counted
 
 
