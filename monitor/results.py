@@ -107,6 +107,13 @@ class ProbeResult:
     def target_key(self) -> tuple[str, str, str]:
         return (self.model, self.provider, self.route)
 
+    @property
+    def network_ms(self) -> float | None:
+        """connect + TLS: what the fresh connection's handshakes took (reports' "network")."""
+        if self.connect_ms is None:
+            return None
+        return self.connect_ms + (self.tls_ms or 0.0)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md section 2: plain types, ISO-8601 UTC timestamp."""
         out: dict[str, Any] = {}

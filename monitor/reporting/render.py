@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "ttft_p99_ms",
     "ttft_mean_ms",
     "ttfa_p50_ms",
+    "network_p50_ms",
     "latency_p50_ms",
     "latency_p90_ms",
     "decode_p50_tps",
@@ -53,9 +54,18 @@ CSV_COLUMNS = (
 )
 
 DEFINITIONS = (
-    ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
-    ("TTFA", "request sent → first answer token"),
-    ("latency", "request sent → end of stream"),
+    (
+        "network",
+        "TCP connect + TLS handshake of the probe's fresh connection (DNS apart): distance and "
+        "accept queue, kept out of TTFT",
+    ),
+    (
+        "TTFT",
+        "request written on the established connection → first streamed token (answer, "
+        "reasoning or tool call)",
+    ),
+    ("TTFA", "request written → first answer token"),
+    ("latency", "request written → end of stream"),
     ("decode", "(output tokens − 1) / (last token − first token): speed after the first token"),
     ("e2e", "output tokens / latency"),
     ("uptime", "ok / (ok + failures), per the accounting below"),
@@ -91,6 +101,7 @@ def table_cells(row: ProviderRow) -> list[str]:
         _num(row.uptime_pct, ".2f"),
         _p(row.ttft_ms, "p50"),
         _p(row.ttft_ms, "p90"),
+        _p(row.network_ms, "p50", ".1f"),
         _p(row.decode_tps, "p50", ".1f"),
         _p(row.e2e_tps, "p50", ".1f"),
         _num(row.failure_pct, ".1f"),
@@ -109,6 +120,7 @@ TABLE_HEADERS = (
     "uptime %",
     "TTFT p50 ms",
     "TTFT p90 ms",
+    "network p50 ms",
     "decode p50 tok/s",
     "e2e p50 tok/s",
     "errors %",
@@ -252,6 +264,15 @@ def methodology_lines(report: ModelReport) -> list[str]:
     lines.append(
         "percentiles (p50/p90 …) are over ok probes, from hourly log histograms (within 1 %)"
     )
+    lines.append(
+        "each probe opens a fresh connection; its phases (DNS, connect, TLS, request written → "
+        "headers) are measured apart, so TTFT holds the provider's queueing and prefill only"
+    )
+    lines.append(
+        "tokens: the provider's usage when reported and believable, else counted with the "
+        "model's tokenizer (tiktoken cl100k_base by default); usage beyond 10 × max_tokens "
+        "and costs beyond 100 × the price are not believed"
+    )
     lines += report.accounting
     lines.append("vantages: " + (", ".join(report.vantages) or "–"))
     for name, shape in sorted(report.workloads.items()):
@@ -378,6 +399,7 @@ def csv_row(report: ModelReport, row: ProviderRow) -> dict[str, object]:
         "ttft_p99_ms": q(row.ttft_ms, "p99"),
         "ttft_mean_ms": q(row.ttft_ms, "mean"),
         "ttfa_p50_ms": q(row.ttfa_ms, "p50"),
+        "network_p50_ms": q(row.network_ms, "p50"),
         "latency_p50_ms": q(row.latency_ms, "p50"),
         "latency_p90_ms": q(row.latency_ms, "p90"),
         "decode_p50_tps": q(row.decode_tps, "p50"),
@@ -410,7 +432,7 @@ def _csv_safe(value: object) -> object:
 
 
 def render_json(report: ModelReport) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+    return json.dumps(report.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 RENDERERS: dict[str, Callable[[ModelReport], str]] = {"csv": render_csv, "json": render_json}
