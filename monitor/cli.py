@@ -15,9 +15,10 @@ from typing import Any, cast
 
 from monitor import __version__, app, demo
 from monitor.clock import utc_now
-from monitor.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
+from monitor.config import DEFAULT_CONFIG_PATH, Config, Timeouts, load_config, parse_config
 from monitor.errors import ConfigError, DatabaseError, UsageError
 from monitor.logs import setup_logging
+from monitor.output import LineWriter
 from monitor.reporting.periods import Period, parse_week, parse_when, span_period, week_period
 from monitor.results import Outcome, ProbeResult
 from monitor.status import TargetStatus, WindowStats
@@ -213,6 +214,7 @@ def _adhoc_config(args: argparse.Namespace) -> Config:
         base = _config(args)
         doc["vantage"] = base.vantage
         doc["timeouts"] = base.timeouts.model_dump()
+        doc["probe"] = base.probe.model_dump()
         doc["workloads"] = {
             name: {"input_tokens": w.input_tokens, "max_tokens": w.max_tokens}
             for name, w in base.workloads.items()
@@ -220,10 +222,65 @@ def _adhoc_config(args: argparse.Namespace) -> Config:
     return parse_config(doc, os.environ, "command line")
 
 
+PROBE_TIMEOUT_FLAGS = (
+    ("--timeout", "total_s", "deadline for the whole probe"),
+    ("--first-token-timeout", "first_token_s", "deadline for the first token"),
+    ("--idle-timeout", "idle_s", "longest gap between events after the first token"),
+    ("--connect-timeout", "connect_s", "deadline for the connection (TCP and TLS)"),
+)
+
+PROBE_JSON_FIELDS = """\
+JSON fields (--json), one object per probe; times in ms, null when not measured:
+  model, provider, route, vantage, workload   what was probed, from where
+  started_at        when the probe started (ISO 8601, UTC)
+  outcome           ok, rate_limited, client_error, server_error, timeout,
+                    connection_error, stream_error, empty_response, monitor_error
+  error_kind        finer cause: http.503, http.302, timeout.ttft, timeout.idle,
+                    conn.refused, stream.malformed_json, stream.too_large, ...
+  error_message     the provider's message, shortened, secrets redacted
+  http_status, retry_after_s   the response status; Retry-After in seconds
+  dns_ms, connect_ms, tls_ms   phases of the probe's fresh connection
+  ttfb_ms           request written -> response headers
+  ttft_ms           request written -> first token (answer, reasoning or tool call)
+  ttfa_ms           request written -> first answer token
+  latency_ms        request written -> end of stream
+  itl_p50_ms, itl_p99_ms, max_gap_ms   gaps between token events
+  output_tokens, input_tokens, token_source   counts; source usage, tokenizer
+                    (counted, tiktoken cl100k_base or the target's tokenizer) or
+                    estimate (characters / 4)
+  decode_tps        (output_tokens - 1) / (last token - first token)
+  e2e_tps           output_tokens / latency
+  chunks            token events (several tokens may share one)
+  buffered          true when the answer came all at once
+  cost_usd          the route's reported cost, else tokens x configured price
+  finish_reason, served_by   as the provider sent them (sanitised)
+  flags             provider values not believed: usage_implausible,
+                    cost_implausible
+"""
+
+
+def _with_timeouts(cfg: Config, args: argparse.Namespace) -> Config:
+    """`cfg` with the --*-timeout flags applied (a --timeout below the first-token deadline
+    brings that deadline down with it)."""
+    given = {key: getattr(args, key) for _, key, _ in PROBE_TIMEOUT_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return cfg
+    values = cfg.timeouts.model_dump() | given
+    if "total_s" in given and "first_token_s" not in given:
+        values["first_token_s"] = min(values["first_token_s"], values["total_s"])
+    try:
+        timeouts = Timeouts(**values)
+    except ValueError as exc:
+        raise UsageError(f"timeouts: {exc}") from None
+    return dataclasses.replace(cfg, timeouts=timeouts)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     if bool(args.base_url) != bool(args.model):
         raise UsageError("--base-url and --model go together")
     cfg = _adhoc_config(args) if args.base_url else _config(args)
+    cfg = _with_timeouts(cfg, args)
     targets = [
         t
         for t in cfg.targets
@@ -240,12 +297,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
         for t in targets
         for w in ([args.workload] if args.workload else t.workloads)
     ]
+    # Results go through a writer thread: a slow reader of stdout never stalls the probes.
+    out = LineWriter(sys.stdout).start()
     if not args.json:
-        print(fixed_line(PROBE_HEADERS))
+        out.write(fixed_line(PROBE_HEADERS))
 
     def show(r: ProbeResult) -> None:
-        line = json.dumps(r.to_json()) if args.json else fixed_line(probe_row(r))
-        print(line, flush=True)
+        out.write(json.dumps(r.to_json()) if args.json else fixed_line(probe_row(r)))
 
     results: list[ProbeResult] = []
 
@@ -257,7 +315,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
 
-    code = app.run(main())
+    try:
+        code = app.run(main())
+    finally:
+        out.close()
     if code != EXIT_OK:
         return code
     if not args.json and len(results) > 1:
@@ -447,11 +508,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-off probes of the configured targets, or of --base-url/--model",
         description=(
             "Sends streamed chat completions and prints one row per probe (or, with --json, one "
-            "JSON object per line with the fields of DESIGN.md section 2). Exit status 0 when "
-            "every probe was ok, 1 otherwise, 2 for a bad command line or config."
+            "JSON object per line, fields below). Exit status 0 when every probe was ok, 1 "
+            "otherwise, 2 for a bad command line or config."
         ),
+        epilog=PROBE_JSON_FIELDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     with_config(p)
+    for flag, key, what in PROBE_TIMEOUT_FLAGS:
+        p.add_argument(
+            flag,
+            dest=key,
+            type=_positive_float,
+            metavar="S",
+            help=f"{what}, in seconds (overrides [timeouts] {key})",
+        )
     p.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://host/v1")
     p.add_argument("--model", help="model name to send (with --base-url)")
     p.add_argument(
