@@ -160,7 +160,7 @@ async def run_hostile(
 
 
 @contextlib.contextmanager
-def hostile_process(bomb_bytes: int = 64 * MIB) -> Iterator[str]:
+def hostile_process(bomb_bytes: int = 64 * MIB, cpu: int | None = None) -> Iterator[str]:
     """The hostile providers in a child process (on loopback); yields their base URL. What
     serving them costs then lands neither in the event loop nor on the GIL of the client under
     test. The child is killed on exit."""
@@ -185,6 +185,9 @@ def hostile_process(bomb_bytes: int = 64 * MIB) -> Iterator[str]:
     ) as child:
         try:
             assert child.stdout is not None
+            if cpu is not None and (os.cpu_count() or 1) >= 2:
+                with contextlib.suppress(OSError, AttributeError):
+                    os.sched_setaffinity(child.pid, {cpu})
             url = child.stdout.readline().strip()
             if not url.startswith("http"):
                 raise RuntimeError("hostile server did not start")

@@ -15,10 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PEAK_RSS_MB = 150
 
 PROBE = """
-import asyncio, resource, sys
+import asyncio, sys
 from monitor.config import parse_config
 from monitor.probing.client import Prober
 from monitor.probing.session import probe_session
+
+def peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss can carry the parent's across exec on Linux)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
 
 async def main(base_url):
     doc = {
@@ -30,10 +36,9 @@ async def main(base_url):
     cfg = parse_config(doc, {})
     async with probe_session() as session:
         prober = Prober(session, timeouts=cfg.timeouts, vantage="t", settings=cfg.probe)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_mb()
         r = await prober.probe(cfg.targets[0], cfg.workloads["w"])
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(r.outcome.value, r.error_kind, before // 1024, after // 1024)
+    print(r.outcome.value, r.error_kind, before, peak_mb())
 
 asyncio.run(main(sys.argv[1]))
 """
