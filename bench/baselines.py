@@ -109,18 +109,17 @@ def make_sdk(
 
 
 async def hostile_loop(
-    read: Callable[[str], Awaitable[object]], urls: list[str], stop: asyncio.Event
-) -> int:
-    """Stream from the hostile URLs one after another until `stop`; how many streams ended."""
-    done = 0
+    read: Callable[[str], Awaitable[object]], urls: list[str], stop: asyncio.Event, done: list[int]
+) -> None:
+    """Stream from the hostile URLs one after another until `stop` (or cancelled); `done[0]`
+    counts the streams started."""
     while not stop.is_set():
         for url in urls:
             if stop.is_set():
                 break
+            done[0] += 1
             with contextlib.suppress(Exception):  # a hostile stream may break the client
                 await read(url)
-            done += 1
-    return done
 
 
 def aiohttp_reader(session: aiohttp.ClientSession) -> Callable[[str], Awaitable[object]]:

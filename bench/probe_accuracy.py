@@ -263,9 +263,10 @@ def baseline_probe(
     workload = params.workload()
 
     async def probe() -> Sample:
-        sample = from_stamps(await one(build_prompt(workload, new_nonce())), params.output_tokens)
-        if pipe:
-            print_line({"complete": sample.complete, "ttft_err_ms": sample.ttft_err_ms})
+        stamps = await one(build_prompt(workload, new_nonce()))
+        sample = from_stamps(stamps, params.output_tokens)
+        if pipe:  # about the size of provmon's JSON line
+            print_line({"sample": repr(sample), "arrivals_ns": [t for t, _ in stamps.chunks]})
         return sample
 
     return probe
@@ -275,7 +276,7 @@ async def run_waves(
     probe: Callable[[], Awaitable[Sample]],
     level: int,
     waves: int,
-    neighbour: Callable[[asyncio.Event], Awaitable[int]] | None = None,
+    neighbour: Callable[[asyncio.Event, list[int]], Awaitable[None]] | None = None,
 ) -> ClientRun:
     """One warm-up probe, then `waves` rounds of `level` concurrent probes, timed (with the
     hostile neighbour streaming all along, when given)."""
@@ -292,7 +293,8 @@ async def run_waves(
 
     await probe()
     stop = asyncio.Event()
-    hostile = asyncio.create_task(neighbour(stop)) if neighbour is not None else None
+    streamed = [0]
+    hostile = asyncio.create_task(neighbour(stop, streamed)) if neighbour is not None else None
     if hostile is not None:
         await asyncio.sleep(0.5)  # the hostile stream is flowing
     samples: list[Sample] = []
@@ -305,13 +307,12 @@ async def run_waves(
         gc.callbacks.remove(on_gc)
         stop.set()
     elapsed_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-    neighbours = 0
     if hostile is not None:
         hostile.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            neighbours = await hostile
+            await hostile
     run = ClientRun(samples, elapsed_s, cpu_s, full_gc_ms, waited_ms(runq_start, runq_wait_ns()))
-    run.neighbour_streams = neighbours
+    run.neighbour_streams = streamed[0]
     return run
 
 
@@ -335,7 +336,7 @@ async def run_ours(
 
 def ours_neighbour(
     session: aiohttp.ClientSession, hostile_url: str
-) -> Callable[[asyncio.Event], Awaitable[int]]:
+) -> Callable[[asyncio.Event, list[int]], Awaitable[None]]:
     from monitor.probing.client import Prober
 
     doc = {
@@ -353,8 +354,8 @@ def ours_neighbour(
     async def read(url: str) -> object:
         return await prober.probe(by_url[url], cfg.workloads["w"])
 
-    async def loop(stop: asyncio.Event) -> int:
-        return await hostile_loop(read, list(by_url), stop)
+    async def loop(stop: asyncio.Event, done: list[int]) -> None:
+        await hostile_loop(read, list(by_url), stop, done)
 
     return loop
 
@@ -377,8 +378,8 @@ async def run_aiohttp(
             read = aiohttp_reader(session)
             urls = [f"{hostile_url}/{n}/v1/chat/completions" for n in HOSTILE]
 
-            async def neighbour(stop: asyncio.Event) -> int:
-                return await hostile_loop(read, urls, stop)
+            async def neighbour(stop: asyncio.Event, done: list[int]) -> None:
+                await hostile_loop(read, urls, stop, done)
 
         return await run_waves(baseline_probe(one, params, mode == "pipe"), level, waves, neighbour)
 
@@ -404,8 +405,8 @@ async def run_sdk(
             }
             read = sdk_reader(clients.__getitem__)
 
-            async def neighbour(stop: asyncio.Event) -> int:
-                return await hostile_loop(read, list(clients), stop)
+            async def neighbour(stop: asyncio.Event, done: list[int]) -> None:
+                await hostile_loop(read, list(clients), stop, done)
 
         return await run_waves(baseline_probe(one, params, mode == "pipe"), level, waves, neighbour)
 

@@ -62,7 +62,10 @@ class Hostile:
         handler = getattr(self, "_" + name.replace("-", "_"), None)
         if handler is None:
             return web.Response(status=404)
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except ConnectionError:  # the client went away (it may, when a probe ends early)
+            return web.Response(status=499)
         return response
 
     async def _start(self, request: web.Request, **headers: str) -> web.StreamResponse:
