@@ -19,6 +19,7 @@ from monitor.config import Prices
 from monitor.probing.chunks import Chunk, StreamError, Usage
 from monitor.probing.tokens import ESTIMATE, TokenTally
 from monitor.results import TokenSource
+from monitor.stats import percentile
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -32,6 +33,9 @@ COST_FLOOR_USD = 0.01
 COST_UNPRICED_MAX_USD = 10.0
 """A reported cost above COST_FACTOR × the priced cost (at least COST_FLOOR_USD), or above
 COST_UNPRICED_MAX_USD when no price is configured, is not believed."""
+
+NUMPY_FROM = 2048
+"""Gap percentiles of longer streams are computed with numpy (a plain sort is faster below)."""
 
 USAGE_IMPLAUSIBLE = "usage_implausible"
 COST_IMPLAUSIBLE = "cost_implausible"
@@ -170,8 +174,12 @@ def gap_stats(gaps_ns: array[int]) -> tuple[float | None, float | None, float | 
     """p50, p99 and max of the gaps between content-bearing events, in ms."""
     if not gaps_ns:
         return None, None, None
+    if len(gaps_ns) < NUMPY_FROM:
+        ordered = sorted(gaps_ns)
+        p50_ns, p99_ns = percentile(ordered, 50), percentile(ordered, 99)
+        return p50_ns / NS_PER_MS, p99_ns / NS_PER_MS, ordered[-1] / NS_PER_MS
     ms = np.frombuffer(gaps_ns, dtype=np.int64).astype(np.float64) / NS_PER_MS
-    p50, p99 = np.percentile(ms, [50, 99])
+    p50, p99 = np.percentile(ms, [50, 99])  # the same interpolation as stats.percentile
     return float(p50), float(p99), float(ms.max())
 
 
