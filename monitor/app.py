@@ -33,6 +33,7 @@ from monitor.errors import (
     FetchError,
     UsageError,
 )
+from monitor.output import LineWriter
 from monitor.probing.http import client_session, get_json
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
@@ -257,16 +258,20 @@ async def probe(
     """`provmon probe`: each matching job `count` times, a line per probe as it ends, then
     (for more than one probe) the comparison table. 0 when every probe was ok."""
     jobs: list[Job] = probe_jobs(cfg, provider=provider, model=only_model, workload=workload)
-    if not as_json:
-        out.write(terminal.probe_header() + "\n")
+    # Lines go through a writer thread: a slow reader of `out` never stalls the probes.
+    lines = LineWriter(out).start()
+    try:
+        if not as_json:
+            lines.write(terminal.probe_header())
 
-    def show(r: ProbeResult) -> None:
-        out.write(terminal.probe_line(r, as_json=as_json) + "\n")
-        out.flush()
+        def show(r: ProbeResult) -> None:
+            lines.write(terminal.probe_line(r, as_json=as_json))
 
-    results = await probe_once(cfg, jobs, count=count, concurrency=concurrency, on_result=show)
-    if not as_json and len(results) > 1:
-        out.write("\n" + terminal.comparison_table(results) + "\n")
+        results = await probe_once(cfg, jobs, count=count, concurrency=concurrency, on_result=show)
+        if not as_json and len(results) > 1:
+            lines.write("\n" + terminal.comparison_table(results))
+    finally:
+        await asyncio.to_thread(lines.close)
     return EXIT_OK if all(r.outcome is Outcome.OK for r in results) else EXIT_FAIL
 
 

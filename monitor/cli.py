@@ -12,7 +12,7 @@ from pathlib import Path
 
 from monitor import __version__, app, demo
 from monitor.clock import utc_now
-from monitor.config import DEFAULT_CONFIG_PATH, Config, adhoc_config, load_config
+from monitor.config import DEFAULT_CONFIG_PATH, Config, adhoc_config, load_config, with_timeouts
 from monitor.errors import EXIT_FAIL, EXIT_OK, ConfigError, ProvmonError, UsageError
 from monitor.logs import setup_logging
 from monitor.reporting.periods import (
@@ -121,9 +121,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return app.run_service(lambda stop: app.run_daemon(cfg, stop))
 
 
+PROBE_TIMEOUT_FLAGS = (
+    ("--timeout", "total_s", "deadline for the whole probe"),
+    ("--first-token-timeout", "first_token_s", "deadline for the first token"),
+    ("--idle-timeout", "idle_s", "longest gap between events after the first token"),
+    ("--connect-timeout", "connect_s", "deadline for the connection (TCP and TLS)"),
+)
+
+PROBE_JSON_FIELDS = """\
+JSON fields (--json), one object per probe; times in ms, null when not measured:
+  model, provider, route, vantage, workload   what was probed, from where
+  started_at        when the probe started (ISO 8601, UTC)
+  outcome           ok, rate_limited, client_error, server_error, timeout,
+                    connection_error, stream_error, empty_response, monitor_error
+  error_kind        finer cause: http.503, http.302, timeout.ttft, timeout.idle,
+                    conn.refused, stream.malformed_json, stream.too_large, ...
+  error_message     the provider's message, shortened, secrets redacted
+  http_status, retry_after_s   the response status; Retry-After in seconds
+  dns_ms, connect_ms, tls_ms   phases of the probe's fresh connection
+  ttfb_ms           request written -> response headers
+  ttft_ms           request written -> first token (answer, reasoning or tool call)
+  ttfa_ms           request written -> first answer token
+  latency_ms        request written -> end of stream
+  itl_p50_ms, itl_p99_ms, max_gap_ms   gaps between token events
+  output_tokens, input_tokens, token_source   counts; source usage, tokenizer
+                    (counted, tiktoken cl100k_base or the target's tokenizer) or
+                    estimate (characters / 4)
+  decode_tps        (output_tokens - 1) / (last token - first token)
+  e2e_tps           output_tokens / latency
+  chunks            token events (several tokens may share one)
+  buffered          true when the answer came all at once
+  cost_usd          the route's reported cost, else tokens x configured price
+  finish_reason, served_by   as the provider sent them (sanitised)
+  flags             provider values not believed: usage_implausible,
+                    cost_implausible
+"""
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
+    cfg = _probe_config(args)
+    overrides = {key: getattr(args, key) for _, key, _ in PROBE_TIMEOUT_FLAGS}
+    try:
+        cfg = with_timeouts(cfg, {k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(f"timeouts: {exc}") from None
     job = app.probe(
-        _probe_config(args),
+        cfg,
         sys.stdout,
         provider=args.provider,
         only_model=args.only_model,
@@ -302,11 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-off probes of the configured targets, or of --base-url/--model",
         description=(
             "Sends streamed chat completions and prints one row per probe (or, with --json, one "
-            "JSON object per line with the fields of DESIGN.md section 2). Exit status 0 when "
-            "every probe was ok, 1 otherwise, 2 for a bad command line or config."
+            "JSON object per line, fields below). Exit status 0 when every probe was ok, 1 "
+            "otherwise, 2 for a bad command line or config."
         ),
+        epilog=PROBE_JSON_FIELDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     with_config(p)
+    for flag, key, what in PROBE_TIMEOUT_FLAGS:
+        p.add_argument(
+            flag,
+            dest=key,
+            type=_positive_float,
+            metavar="S",
+            help=f"{what}, in seconds (overrides [timeouts] {key})",
+        )
     p.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://host/v1")
     p.add_argument("--model", help="model name to send (with --base-url)")
     p.add_argument(

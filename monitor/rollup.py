@@ -12,8 +12,9 @@ from typing import Any
 from monitor.results import Outcome, ProbeResult, monitor_fault
 from monitor.sketch import LogHistogram, merge_many
 
-ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps")
-"""Metrics kept as histograms, over ok probes only (failed probes have partial timings)."""
+ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps", "network_ms")
+"""Metrics kept as histograms, over ok probes only (failed probes have partial timings);
+`network_ms` is connect + TLS of the probe's fresh connection."""
 
 RollupKey = tuple[tuple[str, str, str], str, str, datetime]
 """(target key (model, provider, route), vantage, workload, hour)."""

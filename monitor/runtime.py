@@ -75,7 +75,12 @@ def make_prober(
     """The prober every command and the daemon use: the config's timeouts, vantage and
     per-provider gates."""
     return Prober(
-        session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=Gates(cfg.limits_for), now=now
+        session,
+        timeouts=cfg.timeouts,
+        vantage=cfg.vantage,
+        gates=Gates(cfg.limits_for),
+        settings=cfg.probe,
+        now=now,
     )
 
 

@@ -18,7 +18,9 @@ from monitor.config import Config, parse_config
 from monitor.maintenance import Window
 from monitor.reporting.build import build_model_report
 from monitor.reporting.job import build_reports, make_reports
+from monitor.reporting.model import report_from_json
 from monitor.reporting.periods import parse_week, span_period
+from monitor.reporting.render import methodology_lines, render_csv, render_json, render_markdown
 from monitor.results import Outcome, ProbeResult
 from monitor.rollup import Rollup, fold
 from monitor.stats import percentile
@@ -380,3 +382,29 @@ def test_gaps_count_as_down_only_when_asked_and_never_above_100() -> None:
     fine = fold([p for p in probes if p.started_at >= short.start], 30)
     r = build_model_report("acme/model-1", short, fine, acct=down, now=AFTER_W47, bin_s=30)
     assert r.rows[0].uptime_pct == 100.0
+
+
+async def test_network_column_is_connect_plus_tls_p50(
+    migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    probes = [
+        result(
+            started_at=W47.start + timedelta(minutes=10 * i),
+            connect_ms=1.0 + i % 5,
+            tls_ms=10.0 if i % 2 else None,
+        )
+        for i in range(100)
+    ]
+    await store_all(migrated, probes)
+    (report,) = await build_reports(migrated, cfg_for(tmp_path), W47, AFTER_W47)
+    (row,) = report.rows
+    exact = sorted(p.network_ms for p in probes if p.network_ms is not None)
+    assert row.network_ms is not None
+    assert row.network_ms.p50 == pytest.approx(percentile(exact, 50), rel=0.01)
+    csv_text = render_csv(report)
+    assert "network_p50_ms" in csv_text.splitlines()[0]
+    assert "network p50 ms" in render_markdown(report, {})
+    assert any(line.startswith("network:") for line in methodology_lines(report))
+    doc = json.loads(render_json(report))
+    assert doc["rows"][0]["network_ms"]["p50"] == pytest.approx(row.network_ms.p50)
+    assert report_from_json(doc).rows[0].network_ms == row.network_ms

@@ -18,8 +18,8 @@ from monitor.config.load import (
     load_config,
     parse_config,
 )
-from monitor.config.sections import ProviderLimits, Timeouts, Workload
-from monitor.config.select import Job, adhoc_config, probe_jobs
+from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts, Workload
+from monitor.config.select import Job, adhoc_config, probe_jobs, with_timeouts
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ConfigError",
     "Job",
     "Prices",
+    "ProbeSettings",
     "ProviderLimits",
     "Secret",
     "Target",
@@ -38,4 +39,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "probe_jobs",
+    "with_timeouts",
 ]

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from monitor.config.load import Config, Target, parse_config
-from monitor.config.sections import Workload
+from monitor.config.sections import Timeouts, Workload
 from monitor.errors import UsageError
 
 Job = tuple[Target, Workload]
@@ -35,6 +36,7 @@ def adhoc_config(
     if base is not None:
         doc["vantage"] = base.vantage
         doc["timeouts"] = base.timeouts.model_dump()
+        doc["probe"] = base.probe.model_dump()
         doc["workloads"] = {
             name: {"input_tokens": w.input_tokens, "max_tokens": w.max_tokens}
             for name, w in base.workloads.items()
@@ -65,3 +67,15 @@ def probe_jobs(
     return [
         (t, cfg.workloads[w]) for t in targets for w in ([workload] if workload else t.workloads)
     ]
+
+
+def with_timeouts(cfg: Config, given: Mapping[str, float]) -> Config:
+    """`cfg` with these `[timeouts]` values overriding its own (`provmon probe --timeout` and
+    its siblings); a total deadline below the first-token one brings that down with it.
+    Raises ValueError (pydantic's) when the result is not a valid `[timeouts]`."""
+    if not given:
+        return cfg
+    values = cfg.timeouts.model_dump() | dict(given)
+    if "total_s" in given and "first_token_s" not in given:
+        values["first_token_s"] = min(values["first_token_s"], values["total_s"])
+    return dataclasses.replace(cfg, timeouts=Timeouts(**values))

@@ -13,27 +13,17 @@ from typing import Any
 import aiohttp
 
 from monitor.errors import FetchError
+from monitor.probing.session import probe_session
 from monitor.redact import short_message
 
 ClientSession = aiohttp.ClientSession
-USER_AGENT = "provmon/0.1 (+https://github.com/provmon/provmon)"
 
 
 @contextlib.asynccontextmanager
 async def client_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """One HTTP session for all probes; no connection cap (per-provider gates bound it).
-
-    Every probe opens its own connection (`force_close`): whether a kept-alive connection
-    survived since the last probe depends on the provider's idle timeout, and TTFT would
-    include the TCP and TLS handshakes only sometimes. This way it always does.
-    """
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": USER_AGENT},
-    ) as session:
+    """One HTTP session for all probes, checks and channels: `session.probe_session`, a fresh
+    connection per probe with its phases traced."""
+    async with probe_session() as session:
         yield session
 
 

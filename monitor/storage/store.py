@@ -47,6 +47,15 @@ PROBE_COLUMNS = (
     "cost_usd",
     "finish_reason",
     "served_by",
+    # 0003_probe_phases
+    "dns_ms",
+    "connect_ms",
+    "tls_ms",
+    "ttfb_ms",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "max_gap_ms",
+    "flags",
 )
 
 
