@@ -32,6 +32,7 @@ from monitor.simulator import (
     ServedModel,
     run_simulator,
 )
+from tests.factories import config_doc, direct_target, toml_text
 from tests.receivers import WebhookReceiver, webhook_receiver
 
 KEY = "sk-bench-alert-latency-1"
@@ -45,45 +46,27 @@ def profile(name: str, **kw: object) -> ProviderProfile:
 
 
 def config(sim_url: str, hook: str, db_url: str, tmp: Path, interval_s: float) -> str:
-    targets = "".join(
-        f"""
-[[targets]]
-route = "direct"
-model = "{DEMO_MODEL}"
-provider = "{name}"
-base_url = "{sim_url}/{name.lower()}/v1"
-api_key_env = "K"
-workloads = ["tiny"]
-"""
+    targets = [
+        direct_target(f"{sim_url}/{name.lower()}/v1", name, key_env="K", workloads=["tiny"])
         for name in ("Steady", "Calm", "Outage")
+    ]
+    doc = config_doc(
+        targets,
+        database=db_url,
+        spill=tmp / "spill.jsonl",
+        vantage="bench",
+        timeouts={"connect_s": 2, "first_token_s": 3, "total_s": 5},
+        workloads={"tiny": {"input_tokens": 10, "max_tokens": 8}},
+        schedule={"interval_s": interval_s, "jitter_s": 0, "drain_s": 2},
+        alerts={
+            "failure_threshold": 3,
+            "success_threshold": 2,
+            "retry_base_s": 0.5,
+            "retry_max_attempts": 50,
+            "channels": [{"name": "hook", "type": "webhook", "url": hook, "timeout_s": 5}],
+        },
     )
-    return f"""
-vantage = "bench"
-[timeouts]
-connect_s = 2
-first_token_s = 3
-total_s = 5
-[workloads.tiny]
-input_tokens = 10
-max_tokens = 8
-[database]
-url = "{db_url}"
-spill_path = "{tmp / "spill.jsonl"}"
-[schedule]
-interval_s = {interval_s}
-jitter_s = 0
-drain_s = 2
-[alerts]
-failure_threshold = 3
-success_threshold = 2
-retry_base_s = 0.5
-retry_max_attempts = 50
-[[alerts.channels]]
-name = "hook"
-type = "webhook"
-url = "{hook}"
-timeout_s = 5
-{targets}"""
+    return toml_text(doc)
 
 
 async def start_daemon(

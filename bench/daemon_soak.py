@@ -50,7 +50,10 @@ from typing import Any
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from monitor.simulator import Farm, ProviderProfile, ServedModel, run_simulator
+from tests.factories import config_doc, direct_target, toml_text
 
 HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -361,42 +364,32 @@ async def count_database(name: str, gap_limit_s: float) -> DbCounts:
 
 
 def config_text(params: Params, base_url: str, db_name: str, workdir: Path) -> str:
-    lines = [
-        'vantage = "soak"',
-        "[timeouts]",
-        "connect_s = 5",
-        "first_token_s = 10",
-        "idle_s = 5",
-        "total_s = 30",
-        "[workloads.tiny]",
-        "input_tokens = 10",
-        "max_tokens = 5",
-        "[database]",
-        f'url = "{PG_URL_BASE}/{db_name}"',
-        f'spill_path = "{workdir / "spill.jsonl"}"',
-        "[schedule]",
-        f"interval_s = {params.interval_s}",
-        f"jitter_s = {params.jitter_s}",
-        f"status_every_s = {params.status_every_s}",
-        f"drain_s = {params.drain_s}",
-        "[reports]",  # the weekly catch-up job writes here, never into the checkout
-        f'out_dir = "{workdir / "reports"}"',
-    ]
-    n = 0
-    for m in range(params.models_per_provider):
-        for p in range(params.providers):
-            if n == params.targets:
-                break
-            n += 1
-            lines += [
-                "[[targets]]",
-                'route = "direct"',
-                f'model = "{model_id(m)}"',
-                f'provider = "{provider_name(p)}"',
-                f'base_url = "{base_url}/{provider_name(p).lower()}/v1"',
-                'workloads = ["tiny"]',
-            ]
-    return "\n".join(lines) + "\n"
+    pairs = [
+        (model_id(m), provider_name(p))
+        for m in range(params.models_per_provider)
+        for p in range(params.providers)
+    ][: params.targets]
+    doc = config_doc(
+        [
+            direct_target(f"{base_url}/{provider.lower()}/v1", provider, model=model)
+            | {"workloads": ["tiny"]}
+            for model, provider in pairs
+        ],
+        database=f"{PG_URL_BASE}/{db_name}",
+        spill=workdir / "spill.jsonl",
+        vantage="soak",
+        timeouts={"connect_s": 5, "first_token_s": 10, "idle_s": 5, "total_s": 30},
+        workloads={"tiny": {"input_tokens": 10, "max_tokens": 5}},
+        schedule={
+            "interval_s": params.interval_s,
+            "jitter_s": params.jitter_s,
+            "status_every_s": params.status_every_s,
+            "drain_s": params.drain_s,
+        },
+        # the weekly catch-up job writes here, never into the checkout
+        reports={"out_dir": str(workdir / "reports")},
+    )
+    return toml_text(doc)
 
 
 def daemon_env() -> dict[str, str]:

@@ -3,8 +3,16 @@
 The simulator runs in its own process and stamps every data chunk with `x_sent_ns`
 (`time.monotonic_ns()` right before the write: CLOCK_MONOTONIC, which `perf_counter_ns` reads
 too on Linux, so the stamps compare across processes). At 1, 100 and 1,000 concurrent streams
-our `Prober`, then a baseline client on the official `openai` SDK, each in a fresh process holding
-only its own imports, probe that simulator. Per level and client it prints:
+our `Prober`, then two baselines (a plain aiohttp client, the official `openai` SDK), each in a
+fresh process holding only its own imports, probe that simulator, in three modes:
+
+- plain: nothing else going on;
+- hostile: one hostile neighbour streams alongside, read by the same client library (a gzip bomb
+  and 1 MiB-event streams from tests/hostile.py, served from another process, one after another);
+- pipe: the client's stdout is a pipe nobody reads for the first 10 s, and each result is
+  written to it as a JSON line (ours through provmon's writer thread, the baselines with print).
+
+Per mode, level and client it prints:
 
 - TTFT error = measured ttft_ms − true TTFT, true TTFT = first token's x_sent_ns − t0: how much
   later than the bytes were sent the client stamped them (median, p99);
@@ -17,8 +25,10 @@ only its own imports, probe that simulator. Per level and client it prints:
 The stream is chosen so that 1,000 of them fit one core per side: 20 tokens/s of one token per
 chunk is 20,000 events/s for each of the simulator and the client at 1,000 streams.
 
-Targets (issue): at 100 streams TTFT error median ≤ 1 ms, p99 ≤ 5 ms, decode_tps error ≤ 2 %; at
-1,000 streams every probe completes and p99 TTFT error ≤ 25 ms; ours no worse than the SDK's.
+Targets (issue 9), in every mode: at 100 streams TTFT error median ≤ 1 ms, p99 ≤ 5 ms,
+decode_tps error ≤ 2 %; at 1,000 streams every probe completes (no false timeout) and p99 TTFT
+error ≤ 15 ms. Ours' TTFT starts when the request was written (the connection phases are
+measured apart); the baselines' before the request, as they see it.
 With two cores the simulator gets CPU 1 and the clients CPU 0. Only 127.0.0.1 is contacted;
 every child process is killed on exit, also on error.
 """
@@ -27,14 +37,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from baselines import (
+    Stamps,
+    aiohttp_reader,
+    hostile_loop,
+    make_aiohttp,
+    make_sdk,
+    print_line,
+    sdk_reader,
+)
 from bench_procs import Control, child_process, pin, receive, runq_wait_ns, simulator, waited_ms
 
 from monitor.config import Workload, parse_config
@@ -43,8 +65,8 @@ from monitor.stats import percentile
 
 if TYPE_CHECKING:
     import aiohttp
-    import openai
 
+    from monitor.output import LineWriter
     from monitor.simulator import Farm
 
 MODEL = "bench/accuracy-1"
@@ -52,14 +74,19 @@ SLUG = "bench"
 API_KEY = "sk-bench-local-0123456789"
 SERVER_CPU, CLIENT_CPU = 1, 0
 NS_PER_MS = 1_000_000
-CLIENTS = ("ours", "sdk")
+CLIENTS = ("ours", "aiohttp", "sdk")
+MODES = ("plain", "hostile", "pipe")
+HOSTILE = ("gzip-bomb", "big-chunks")
+PIPE_UNREAD_S = 10.0
+TIMEOUTS = {"connect_s": 60, "first_token_s": 10, "idle_s": 2, "total_s": 60}
+"""Every client's deadlines: an idle gap of 2 s is a (false) timeout, as a monitor would see it."""
 RUN_TIMEOUT_S = 300.0
 
 # Targets from the issue.
 TTFT_MEDIAN_MS_AT_100 = 1.0
 TTFT_P99_MS_AT_100 = 5.0
 DECODE_REL_AT_100 = 0.02
-TTFT_P99_MS_AT_1000 = 25.0
+TTFT_P99_MS_AT_1000 = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +127,7 @@ class ClientRun:
     cpu_s: float
     full_gc_ms: list[float]  # CPU time of each gen-2 collection during the run
     runq_wait_ms: float | None  # runnable but not running: the CPU was taken by another process
+    neighbour_streams: int = 0  # hostile streams read alongside (hostile mode)
 
 
 @dataclass(slots=True)
@@ -107,6 +135,7 @@ class LevelRun:
     level: int
     client: str
     run: ClientRun
+    mode: str = "plain"
     sim_lag_p99_ms: float | None = None
     sim_runq_wait_ms: float | None = None
     completed: list[Sample] = field(default_factory=list)
@@ -167,15 +196,18 @@ def errors(
 
 
 def make_ours(
-    base_url: str, session: aiohttp.ClientSession, params: Params
+    base_url: str, session: aiohttp.ClientSession, params: Params, writer: LineWriter | None
 ) -> Callable[[], Awaitable[Sample]]:
-    """provmon's Prober; the measurement is its ProbeResult, the trace only gives the truth."""
+    """provmon's Prober; the measurement is its ProbeResult, the trace only gives the truth.
+    With `writer`, each result goes out as a JSON line, as `provmon probe --json` writes it."""
+    import json
+
     from monitor.probing.client import Prober, ProbeTrace
     from monitor.results import Outcome
 
     doc = {
         "vantage": "bench",
-        "timeouts": {"connect_s": 60, "first_token_s": 90, "idle_s": 60, "total_s": 150},
+        "timeouts": TIMEOUTS,
         "workloads": {
             "bench": {"input_tokens": params.input_tokens, "max_tokens": params.output_tokens}
         },
@@ -197,6 +229,8 @@ def make_ours(
     async def one() -> Sample:
         trace = ProbeTrace()
         result = await prober.probe(target, workload, trace=trace)
+        if writer is not None:
+            writer.write(json.dumps(result.to_json()))
         n = result.output_tokens
         if result.outcome is not Outcome.OK or result.ttft_ms is None:
             return Sample(False, why=f"{result.outcome.value} {result.error_kind}")
@@ -209,49 +243,43 @@ def make_ours(
     return one
 
 
-def make_sdk(client: openai.AsyncOpenAI, params: Params) -> Callable[[], Awaitable[Sample]]:
-    """The openai SDK, stamped before `create` and as each chunk is yielded."""
-    import httpx2
-    import openai
+def from_stamps(st: Stamps, expected_tokens: int) -> Sample:
+    """A baseline's sample from its stamps."""
+    if st.why:
+        return Sample(False, why=st.why)
+    if st.tokens != expected_tokens or len(st.chunks) != st.tokens:
+        return Sample(False, why=f"tokens {st.tokens}, events {len(st.chunks)}")
+    first_sent, last_sent = st.chunks[0][1], st.chunks[-1][1]
+    if first_sent is None or last_sent is None:
+        return Sample(False, why="no x_sent_ns")
+    ttft_ms = (st.chunks[0][0] - st.t0_ns) / NS_PER_MS
+    tps = true_decode_tps(st.tokens, st.chunks[0][0], st.chunks[-1][0])
+    return errors(st.tokens, ttft_ms, tps, st.t0_ns, first_sent, last_sent)
 
+
+def baseline_probe(
+    one: Callable[[str], Awaitable[Stamps]], params: Params, pipe: bool
+) -> Callable[[], Awaitable[Sample]]:
     workload = params.workload()
 
-    async def one() -> Sample:
-        stamps: list[tuple[int, int | None]] = []
-        tokens: int | None = None
-        try:
-            t0 = time.perf_counter_ns()
-            stream = await client.chat.completions.create(
-                model=MODEL,
-                messages=[{"role": "user", "content": build_prompt(workload, new_nonce())}],
-                max_tokens=params.output_tokens,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            async for chunk in stream:
-                t = time.perf_counter_ns()
-                if chunk.choices and chunk.choices[0].delta.content:
-                    stamps.append((t, (chunk.model_extra or {}).get("x_sent_ns")))
-                if chunk.usage is not None:
-                    tokens = chunk.usage.completion_tokens
-        except (openai.APIError, httpx2.HTTPError, OSError) as exc:
-            cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
-            return Sample(False, why=type(exc).__name__ + cause)
-        if tokens != params.output_tokens or len(stamps) != tokens:
-            return Sample(False, why=f"tokens {tokens}, events {len(stamps)}")
-        first_sent, last_sent = stamps[0][1], stamps[-1][1]
-        if first_sent is None or last_sent is None:
-            return Sample(False, why="no x_sent_ns")
-        ttft_ms = (stamps[0][0] - t0) / NS_PER_MS
-        tps = true_decode_tps(tokens, stamps[0][0], stamps[-1][0])
-        return errors(tokens, ttft_ms, tps, t0, first_sent, last_sent)
+    async def probe() -> Sample:
+        stamps = await one(build_prompt(workload, new_nonce()))
+        sample = from_stamps(stamps, params.output_tokens)
+        if pipe:  # about the size of provmon's JSON line
+            print_line({"sample": repr(sample), "arrivals_ns": [t for t, _ in stamps.chunks]})
+        return sample
 
-    return one
+    return probe
 
 
-async def run_waves(probe: Callable[[], Awaitable[Sample]], level: int, waves: int) -> ClientRun:
-    """One warm-up probe, then `waves` rounds of `level` concurrent probes, timed."""
+async def run_waves(
+    probe: Callable[[], Awaitable[Sample]],
+    level: int,
+    waves: int,
+    neighbour: Callable[[asyncio.Event, list[int]], Awaitable[None]] | None = None,
+) -> ClientRun:
+    """One warm-up probe, then `waves` rounds of `level` concurrent probes, timed (with the
+    hostile neighbour streaming all along, when given)."""
     full_gc_ms: list[float] = []
     started: list[int] = []
 
@@ -264,6 +292,11 @@ async def run_waves(probe: Callable[[], Awaitable[Sample]], level: int, waves: i
             full_gc_ms.append((time.thread_time_ns() - started.pop()) / NS_PER_MS)
 
     await probe()
+    stop = asyncio.Event()
+    streamed = [0]
+    hostile = asyncio.create_task(neighbour(stop, streamed)) if neighbour is not None else None
+    if hostile is not None:
+        await asyncio.sleep(0.5)  # the hostile stream is flowing
     samples: list[Sample] = []
     gc.callbacks.append(on_gc)
     start, cpu_start, runq_start = time.perf_counter(), time.process_time(), runq_wait_ns()
@@ -272,42 +305,153 @@ async def run_waves(probe: Callable[[], Awaitable[Sample]], level: int, waves: i
             samples += await asyncio.gather(*(probe() for _ in range(level)))
     finally:
         gc.callbacks.remove(on_gc)
+        stop.set()
     elapsed_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-    return ClientRun(samples, elapsed_s, cpu_s, full_gc_ms, waited_ms(runq_start, runq_wait_ns()))
+    if hostile is not None:
+        hostile.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hostile
+    run = ClientRun(samples, elapsed_s, cpu_s, full_gc_ms, waited_ms(runq_start, runq_wait_ns()))
+    run.neighbour_streams = streamed[0]
+    return run
 
 
-async def run_ours(base_url: str, params: Params, level: int, waves: int) -> ClientRun:
-    from monitor.app import client_session
+async def run_ours(
+    base_url: str, params: Params, level: int, waves: int, mode: str, hostile_url: str
+) -> ClientRun:
+    from monitor.output import LineWriter
+    from monitor.probing.session import probe_session
 
-    async with client_session() as session:
-        return await run_waves(make_ours(base_url, session, params), level, waves)
+    writer = LineWriter(sys.stdout).start() if mode == "pipe" else None
+    async with probe_session() as session:
+        measure = make_ours(base_url, session, params, writer)
+        neighbour = None
+        if mode == "hostile":
+            neighbour = ours_neighbour(session, hostile_url)
+        run = await run_waves(measure, level, waves, neighbour)
+    if writer is not None:
+        writer.close(timeout_s=0)  # nobody may be reading yet: leave the rest queued
+    return run
 
 
-async def run_sdk(base_url: str, params: Params, level: int, waves: int) -> ClientRun:
+def ours_neighbour(
+    session: aiohttp.ClientSession, hostile_url: str
+) -> Callable[[asyncio.Event, list[int]], Awaitable[None]]:
+    from monitor.probing.client import Prober
+
+    doc = {
+        "timeouts": {"connect_s": 10, "first_token_s": 20, "idle_s": 20, "total_s": 20},
+        "workloads": {"w": {"input_tokens": 20, "max_tokens": 20}},
+        "targets": [
+            {"route": "direct", "model": "m", "provider": n, "base_url": f"{hostile_url}/{n}/v1"}
+            for n in HOSTILE
+        ],
+    }
+    cfg = parse_config(doc, {}, source="<bench hostile>")
+    prober = Prober(session, timeouts=cfg.timeouts, vantage="bench", settings=cfg.probe)
+    by_url = {t.base_url: t for t in cfg.targets}
+
+    async def read(url: str) -> object:
+        return await prober.probe(by_url[url], cfg.workloads["w"])
+
+    async def loop(stop: asyncio.Event, done: list[int]) -> None:
+        await hostile_loop(read, list(by_url), stop, done)
+
+    return loop
+
+
+async def run_aiohttp(
+    base_url: str, params: Params, level: int, waves: int, mode: str, hostile_url: str
+) -> ClientRun:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(
+        total=TIMEOUTS["total_s"], sock_connect=TIMEOUTS["connect_s"], sock_read=TIMEOUTS["idle_s"]
+    )
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        one = make_aiohttp(
+            session, f"{base_url}/{SLUG}/v1/chat/completions", API_KEY, MODEL, params.output_tokens
+        )
+        neighbour = None
+        if mode == "hostile":
+            read = aiohttp_reader(session)
+            urls = [f"{hostile_url}/{n}/v1/chat/completions" for n in HOSTILE]
+
+            async def neighbour(stop: asyncio.Event, done: list[int]) -> None:
+                await hostile_loop(read, urls, stop, done)
+
+        return await run_waves(baseline_probe(one, params, mode == "pipe"), level, waves, neighbour)
+
+
+async def run_sdk(
+    base_url: str, params: Params, level: int, waves: int, mode: str, hostile_url: str
+) -> ClientRun:
     import httpx2
     import openai
 
     limits = httpx2.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx2.Timeout(150.0, connect=60.0)
+    timeout = httpx2.Timeout(TIMEOUTS["idle_s"], connect=TIMEOUTS["connect_s"])
     async with httpx2.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as http:
         client = openai.AsyncOpenAI(
             base_url=f"{base_url}/{SLUG}/v1", api_key=API_KEY, max_retries=0, http_client=http
         )
-        return await run_waves(make_sdk(client, params), level, waves)
+        one = make_sdk(client, MODEL, params.output_tokens)
+        neighbour = None
+        if mode == "hostile":
+            clients = {
+                url: openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0, http_client=http)
+                for url in (f"{hostile_url}/{n}/v1" for n in HOSTILE)
+            }
+            read = sdk_reader(clients.__getitem__)
+
+            async def neighbour(stop: asyncio.Event, done: list[int]) -> None:
+                await hostile_loop(read, list(clients), stop, done)
+
+        return await run_waves(baseline_probe(one, params, mode == "pipe"), level, waves, neighbour)
+
+
+RUNNERS = {"ours": run_ours, "aiohttp": run_aiohttp, "sdk": run_sdk}
+
+
+def unread_stdout(after_s: float) -> None:
+    """Make stdout a pipe that nobody reads for `after_s`, then is drained (and discarded)."""
+    r, w = os.pipe()
+    os.dup2(w, 1)
+    os.close(w)
+
+    def drain() -> None:
+        time.sleep(after_s)
+        while os.read(r, 1 << 16):
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
 
 
 def _client_main(
-    conn: Connection, client: str, base_url: str, params: Params, level: int, waves: int
+    conn: Connection,
+    client: str,
+    mode: str,
+    base_url: str,
+    hostile_url: str,
+    params: Params,
+    level: int,
+    waves: int,
 ) -> None:
-    """Child process: one client at one level; sends back its ClientRun."""
+    """Child process: one client at one level in one mode; sends back its ClientRun."""
     pin(CLIENT_CPU)
-    run = run_ours if client == "ours" else run_sdk
-    conn.send(asyncio.run(run(base_url, params, level, waves)))
+    if mode == "pipe":
+        unread_stdout(PIPE_UNREAD_S)
+    run = RUNNERS[client](base_url, params, level, waves, mode, hostile_url)
+    conn.send(asyncio.run(run))
 
 
-def run_client(client: str, base_url: str, params: Params, level: int, waves: int) -> ClientRun:
-    with child_process(_client_main, client, base_url, params, level, waves) as (conn, _):
-        run: ClientRun = receive(conn, RUN_TIMEOUT_S, f"{client} at {level} streams")
+def run_client(
+    client: str, mode: str, base_url: str, hostile_url: str, params: Params, level: int, waves: int
+) -> ClientRun:
+    args = (client, mode, base_url, hostile_url, params, level, waves)
+    with child_process(_client_main, *args) as (conn, _):
+        run: ClientRun = receive(conn, RUN_TIMEOUT_S, f"{client} at {level} streams ({mode})")
         return run
 
 
@@ -319,19 +463,21 @@ def fmt(value: float | None, width: int = 8, digits: int = 3) -> str:
 
 
 HEADER = (
-    f"{'level':>5}  {'client':<6} {'done':>9}  {'TTFT err ms':>17}  {'decode err %':>17}  "
-    f"{'probes/s':>8}  {'client':>6} {'full GC':>9} {'waited':>6}  {'sim':>6} {'sim':>6}"
+    f"{'mode':<7} {'level':>5}  {'client':<7} {'done':>9}  {'TTFT err ms':>17}  "
+    f"{'decode err %':>17}  {'probes/s':>8}  {'client':>6} {'full GC':>9} {'waited':>6}  "
+    f"{'sim':>6} {'hostile':>7}"
 )
 SUBHEADER = (
-    f"{'':>5}  {'':<6} {'':>9}  {'p50':>8} {'p99':>8}  {'p50':>8} {'p99':>8}  {'':>8}  "
-    f"{'CPU %':>6} {'n×max ms':>9} {'ms':>6}  {'lag ms':>6} {'waited':>6}"
+    f"{'':<7} {'':>5}  {'':<7} {'':>9}  {'p50':>8} {'p99':>8}  {'p50':>8} {'p99':>8}  {'':>8}  "
+    f"{'CPU %':>6} {'n×max ms':>9} {'ms':>6}  {'lag ms':>6} {'streams':>7}"
 )
 LEGEND = """\
 client CPU %: the client's CPU time over the run's wall time. full GC: gen-2 collections in
 the client during the run, and the longest one's CPU time. waited: time the process was runnable
 but another process had its CPU (/proc schedstat; other load on the machine). sim lag: p99 of
 how late the simulator wrote first tokens against its plan (not part of the error: x_sent_ns is
-stamped at the write)."""
+stamped at the write). hostile streams: hostile neighbour streams read during the run (they
+alternate; one is in flight at any time)."""
 
 
 def row(r: LevelRun) -> str:
@@ -340,11 +486,12 @@ def row(r: LevelRun) -> str:
     rate = len(r.completed) / run.elapsed_s if run.elapsed_s > 0 else 0.0
     cpu_pct = 100 * run.cpu_s / run.elapsed_s if run.elapsed_s > 0 else 0.0
     gcs = f"{len(run.full_gc_ms)}×{max(run.full_gc_ms):.0f}" if run.full_gc_ms else "0"
+    hostile = str(run.neighbour_streams) if r.mode == "hostile" else "-"
     return (
-        f"{r.level:>5}  {r.client:<6} {done:>9}  {fmt(r.ttft_ms(50))} {fmt(r.ttft_ms(99))}  "
-        f"{fmt(r.decode_pct(50))} {fmt(r.decode_pct(99))}  {rate:>8.1f}  {cpu_pct:>6.0f} "
-        f"{gcs:>9} {fmt(run.runq_wait_ms, 6, 0)}  {fmt(r.sim_lag_p99_ms, 6, 1)} "
-        f"{fmt(r.sim_runq_wait_ms, 6, 0)}"
+        f"{r.mode:<7} {r.level:>5}  {r.client:<7} {done:>9}  {fmt(r.ttft_ms(50))} "
+        f"{fmt(r.ttft_ms(99))}  {fmt(r.decode_pct(50))} {fmt(r.decode_pct(99))}  {rate:>8.1f}  "
+        f"{cpu_pct:>6.0f} {gcs:>9} {fmt(run.runq_wait_ms, 6, 0)}  {fmt(r.sim_lag_p99_ms, 6, 1)} "
+        f"{hostile:>7}"
     )
 
 
@@ -365,54 +512,52 @@ def bound(label: str, value: float | None, limit: float, unit: str) -> str:
     return verdict(value is not None and value <= limit, f"{label}: {shown} (≤ {limit:g}{unit})")
 
 
-def verdicts(runs: dict[tuple[int, str], LevelRun]) -> list[str]:
+def verdicts(runs: dict[tuple[str, int, str], LevelRun]) -> list[str]:
     lines: list[str] = []
-    at_100, at_1000 = runs.get((100, "ours")), runs.get((1000, "ours"))
-    if at_100 is not None:
-        checks = [
-            ("TTFT error median", at_100.ttft_ms(50), TTFT_MEDIAN_MS_AT_100, " ms"),
-            ("TTFT error p99", at_100.ttft_ms(99), TTFT_P99_MS_AT_100, " ms"),
-            ("decode_tps error p99", at_100.decode_pct(99), DECODE_REL_AT_100 * 100, " %"),
-        ]
-        lines += [bound(f"100 streams, {name}", v, lim, unit) for name, v, lim, unit in checks]
-    if at_1000 is not None:
-        done, started = len(at_1000.completed), len(at_1000.run.samples)
-        text = f"1000 streams, all probes complete: {done}/{started}"
-        lines.append(verdict(done == started, text))
-        p99 = at_1000.ttft_ms(99)
-        lines.append(bound("1000 streams, TTFT error p99", p99, TTFT_P99_MS_AT_1000, " ms"))
-    for level in sorted({lv for lv, _ in runs}):
-        ours, sdk = runs.get((level, "ours")), runs.get((level, "sdk"))
-        if ours is None or sdk is None:
-            continue
-        pairs = [
-            ("TTFT error p50", ours.ttft_ms(50), sdk.ttft_ms(50), " ms"),
-            ("TTFT error p99", ours.ttft_ms(99), sdk.ttft_ms(99), " ms"),
-            ("decode_tps error p99", ours.decode_pct(99), sdk.decode_pct(99), " %"),
-        ]
-        for name, mine, theirs, unit in pairs:
-            if mine is None or theirs is None:
-                lines.append(verdict(mine is not None, f"{level} streams, {name}: no SDK figure"))
-                continue
-            text = f"{level} streams, {name} ours ≤ SDK: {mine:.3f}{unit} vs {theirs:.3f}{unit}"
-            lines.append(verdict(abs(mine) <= abs(theirs), text))
+    for mode in MODES:
+        at_100, at_1000 = runs.get((mode, 100, "ours")), runs.get((mode, 1000, "ours"))
+        if at_100 is not None:
+            checks = [
+                ("TTFT error median", at_100.ttft_ms(50), TTFT_MEDIAN_MS_AT_100, " ms"),
+                ("TTFT error p99", at_100.ttft_ms(99), TTFT_P99_MS_AT_100, " ms"),
+                ("decode_tps error p99", at_100.decode_pct(99), DECODE_REL_AT_100 * 100, " %"),
+            ]
+            for name, v, lim, unit in checks:
+                lines.append(bound(f"{mode}: 100 streams, {name}", v, lim, unit))
+            done, started = len(at_100.completed), len(at_100.run.samples)
+            text = f"{mode}: 100 streams, all probes complete: {done}/{started}"
+            lines.append(verdict(done == started, text))
+        if at_1000 is not None:
+            done, started = len(at_1000.completed), len(at_1000.run.samples)
+            text = f"{mode}: 1000 streams, all probes complete (no false timeout): {done}/{started}"
+            lines.append(verdict(done == started, text))
+            p99 = at_1000.ttft_ms(99)
+            lines.append(
+                bound(f"{mode}: 1000 streams, TTFT error p99", p99, TTFT_P99_MS_AT_1000, " ms")
+            )
     return lines
 
 
-def parse_args() -> Params:
+def parse_args() -> tuple[Params, tuple[str, ...], tuple[str, ...]]:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--ttft-ms", type=float, default=200.0)
     ap.add_argument("--ttft-sigma", type=float, default=0.05)
     ap.add_argument("--tps", type=float, default=20.0)
     ap.add_argument("--output-tokens", type=int, default=24)
     ap.add_argument("--input-tokens", type=int, default=100)
-    ap.add_argument("--sequential", type=int, default=50, help="probes at level 1")
+    ap.add_argument("--sequential", type=int, default=30, help="probes at level 1 (plain)")
     ap.add_argument("--waves-100", type=int, default=3)
     ap.add_argument("--waves-1000", type=int, default=1)
     ap.add_argument("--levels", default="1,100,1000")
+    ap.add_argument("--modes", default=",".join(MODES), help="plain, hostile, pipe")
+    ap.add_argument("--clients", default=",".join(CLIENTS), help="ours, aiohttp, sdk")
     args = ap.parse_args()
     waves = {1: args.sequential, 100: args.waves_100, 1000: args.waves_1000}
-    return Params(
+    modes = tuple(m for m in args.modes.split(",") if m)
+    clients = tuple(c for c in args.clients.split(",") if c)
+    if set(modes) - set(MODES) or set(clients) - set(CLIENTS):
+        ap.error(f"modes are {', '.join(MODES)}; clients are {', '.join(CLIENTS)}")
+    params = Params(
         ttft_ms=args.ttft_ms,
         ttft_sigma=args.ttft_sigma,
         tps=args.tps,
@@ -420,12 +565,16 @@ def parse_args() -> Params:
         input_tokens=args.input_tokens,
         waves={lv: waves.get(lv, 1) for lv in (int(x) for x in args.levels.split(","))},
     )
+    return params, modes, clients
 
 
 def main() -> None:
-    params = parse_args()
+    params, modes, clients = parse_args()
+    import aiohttp
     import httpx2
     import openai
+
+    from tests.hostile import hostile_process
 
     print(
         f"stream: TTFT {params.ttft_ms:g} ms (lognormal sigma {params.ttft_sigma:g}), "
@@ -434,29 +583,38 @@ def main() -> None:
     )
     levels = ", ".join(f"{lv} × {w}" for lv, w in params.waves.items())
     print(
-        f"levels (streams × waves): {levels}; ours, then the openai SDK {openai.__version__} "
-        f"(httpx2 {httpx2.__version__}), each in a fresh process after one warm-up probe"
+        f"levels (streams × waves): {levels}; modes: {', '.join(modes)}; clients: ours, "
+        f"aiohttp {aiohttp.__version__}, the openai SDK {openai.__version__} "
+        f"(httpx2 {httpx2.__version__}), each in a fresh process after one warm-up probe; "
+        f"deadlines {TIMEOUTS}"
     )
-    cpus = f"simulator on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
+    cpus = f"simulator and hostile server on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
     print(f"{cpus if (os.cpu_count() or 1) >= 2 else 'one CPU, unpinned'}\n", flush=True)
     start = time.perf_counter()
-    runs: dict[tuple[int, str], LevelRun] = {}
-    with simulator(bench_farm(params), SERVER_CPU) as (base_url, sim_pid):
+    runs: dict[tuple[str, int, str], LevelRun] = {}
+    with (
+        simulator(bench_farm(params), SERVER_CPU) as (base_url, sim_pid),
+        hostile_process(cpu=SERVER_CPU) as hostile_url,
+    ):
         control = Control(base_url)
         print(HEADER)
         print(SUBHEADER, flush=True)
-        for level, waves in params.waves.items():
-            for client in CLIENTS:
-                control.reset()
-                sim_before = runq_wait_ns(sim_pid)
-                r = LevelRun(level, client, run_client(client, base_url, params, level, waves))
-                r.sim_runq_wait_ms = waited_ms(sim_before, runq_wait_ns(sim_pid))
-                lags = sorted(control.first_token_lags_ms())
-                r.sim_lag_p99_ms = percentile(lags, 99) if lags else None
-                runs[level, client] = r
-                print(row(r), flush=True)
-                if len(r.completed) < len(r.run.samples):
-                    print(f"{'':>14}incomplete: {failures(r)}", flush=True)
+        for mode in modes:
+            for level, waves in params.waves.items():
+                if level == 1 and mode != "plain":
+                    continue  # the targets are for 100 and 1,000 streams
+                for client in clients:
+                    control.reset()
+                    sim_before = runq_wait_ns(sim_pid)
+                    run = run_client(client, mode, base_url, hostile_url, params, level, waves)
+                    r = LevelRun(level, client, run, mode)
+                    r.sim_runq_wait_ms = waited_ms(sim_before, runq_wait_ns(sim_pid))
+                    lags = sorted(control.first_token_lags_ms())
+                    r.sim_lag_p99_ms = percentile(lags, 99) if lags else None
+                    runs[mode, level, client] = r
+                    print(row(r), flush=True)
+                    if len(r.completed) < len(r.run.samples):
+                        print(f"{'':>22}incomplete: {failures(r)}", flush=True)
     print(f"\n{LEGEND}\n\nverdicts (ours):")
     for line in verdicts(runs):
         print(line)

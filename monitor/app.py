@@ -1,171 +1,52 @@
-"""The composition root: builds sessions, probers and the simulator, and runs each command's job.
+"""The composition root: opens the database, HTTP sessions and the simulator, builds the
+daemon, and runs each command's job, writing what it prints through `terminal`.
 
-The CLI parses arguments and calls one function here; everything with a lifetime (HTTP session,
-simulator, signal handlers) is opened and closed in this module.
+The CLI parses arguments and calls one function here; everything with a lifetime (database,
+HTTP session, simulator, daemon, signal handlers) is opened and closed in this module or in
+the daemon build (`runtime`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-import aiohttp
-
-from monitor.alerts.channels import Notifier, build_channels
-from monitor.alerts.connectivity import ConnectivityCheck
+from monitor import terminal
+from monitor.alerts.channels import channel_problems
 from monitor.alerts.payloads import trial_payload
-from monitor.alerts.service import Alerting
-from monitor.alerts.views import INCIDENT_HEADERS, incident_rows
 from monitor.clock import utc_now
-from monitor.config import Config, Target, Workload
-from monitor.daemon import Monitor
+from monitor.config import Config, Job, Target, Workload, probe_jobs
 from monitor.discover import parse_endpoints, to_toml
-from monitor.errors import ChannelError, ConfigError
-from monitor.exporter.health import NotificationCounts, daemon_health
+from monitor.errors import (
+    EXIT_FAIL,
+    EXIT_OK,
+    ChannelError,
+    ConfigError,
+    DatabaseError,
+    DiscoverError,
+    EndpointsError,
+    FetchError,
+    UsageError,
+)
 from monitor.exporter.sidecar import MetricsSidecar
-from monitor.probing.client import Prober
-from monitor.probing.throttle import Gates
-from monitor.redact import short_message
+from monitor.output import LineWriter
+from monitor.probing.http import client_session, get_json
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
-from monitor.results import ProbeResult
-from monitor.scheduler import Scheduler
-from monitor.sdnotify import SystemdNotifier
-from monitor.simulator import (
-    Farm,
-    Simulator,
-    demo_farm,
-    quirks_farm,
-    serve,
-)
+from monitor.results import Outcome, ProbeResult
+from monitor.runtime import Sidecar, build_daemon, make_notifiers, make_prober
+from monitor.sdnotify import SystemdNotifier, SystemdSidecar
+from monitor.simulator import Farm, Simulator, demo_farm, quirks_farm, serve
 from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
 from monitor.storage.alerts import AlertStore
-from monitor.storage.database import (
-    Engine,
-    connected,
-    head_revision,
-    upgrade,
-)
+from monitor.storage.database import connected, head_revision, upgrade
 from monitor.storage.reports import alert_states, rollups_between, status_samples
-from monitor.storage.store import Store
-from monitor.tables import render
-from monitor.writer import ProbeWriter
-
-log = logging.getLogger("monitor")
-
-
-@contextlib.asynccontextmanager
-async def client_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """One HTTP session for all probes; no connection cap (per-provider gates bound it).
-
-    Every probe opens its own connection (`force_close`): whether a kept-alive connection
-    survived since the last probe depends on the provider's idle timeout, and TTFT would
-    include the TCP and TLS handshakes only sometimes. This way it always does.
-    """
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": "provmon/0.1 (+https://github.com/provmon/provmon)"},
-    ) as session:
-        yield session
-
-
-def make_prober(session: aiohttp.ClientSession, cfg: Config) -> Prober:
-    return Prober(session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=Gates(cfg.limits_for))
-
-
-async def probe_once(
-    cfg: Config,
-    jobs: Sequence[tuple[Target, Workload]],
-    *,
-    count: int,
-    concurrency: int,
-    on_result: Callable[[ProbeResult], None],
-) -> list[ProbeResult]:
-    """Run every (target, workload) job `count` times, at most `concurrency` at once."""
-    results: list[ProbeResult] = []
-    sem = asyncio.Semaphore(concurrency)
-    async with client_session() as session:
-        prober = make_prober(session, cfg)
-
-        async def one(target: Target, workload: Workload) -> None:
-            async with sem:
-                result = await prober.probe(target, workload)
-            results.append(result)
-            on_result(result)
-
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(count):
-                for target, workload in jobs:
-                    tg.create_task(one(target, workload))
-    return results
-
-
-async def fetch_endpoints(
-    base_url: str, model: str, api_key: str | None, timeout_s: float = 30.0
-) -> str:
-    """GET {base}/models/{model}/endpoints and return target entries as TOML text.
-
-    Raises RuntimeError with a readable message when the API cannot be read.
-    """
-    url = f"{base_url.rstrip('/')}/models/{model}/endpoints"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    secrets = [api_key] if api_key else []
-    try:
-        async with (
-            client_session() as session,
-            session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-            ) as resp,
-        ):
-            body = await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{url}: HTTP {resp.status}: {short_message(body, secrets)}")
-            doc = await resp.json(content_type=None)
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        raise RuntimeError(f"{url}: {short_message(str(exc) or type(exc).__name__)}") from None
-    try:
-        endpoints = parse_endpoints(doc)
-    except ValueError as exc:
-        raise RuntimeError(f"{url}: {exc}") from None
-    if not endpoints:
-        raise RuntimeError(f"{url}: no providers serve {model}")
-    return to_toml(model, endpoints)
-
-
-def scenario_farm(name: str, seed: int) -> Farm:
-    if name == "quirks":
-        return quirks_farm(seed)
-    return demo_farm(seed)
-
-
-async def simulate(scenario: str, host: str, port: int, seed: int, out: TextIO) -> None:
-    """Serve a simulator scenario until cancelled, printing where each provider is."""
-    farm = scenario_farm(scenario, seed)
-
-    def ready(sim: Simulator) -> None:
-        out.write(f"simulator ({scenario}) on {sim.base_url}\n")
-        out.write(
-            f"  OpenRouter-like front: {sim.openrouter_base_url}  "
-            f"(models: {', '.join(farm.model_ids())})\n"
-        )
-        for p in farm.profiles:
-            out.write(f"  {p.name:<24} {sim.direct_base_url(p.slug)}\n")
-        out.write("Ctrl-C or SIGTERM stops it.\n")
-        out.flush()
-
-    await serve(farm, host, port, ready=ready)
 
 
 def run(main: Coroutine[Any, Any, int], *, stop_exit_code: int = 130) -> int:
@@ -222,208 +103,44 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> in
     return asyncio.run(wrapper())
 
 
-async def db_upgrade(cfg: Config, out: TextIO) -> None:
+def spill_problem(cfg: Config) -> str | None:
+    """Why the spill file cannot be written where the config puts it, or None."""
+    spill = SpillFile(Path(cfg.database.spill_path))
+    try:
+        spill.check_writable()
+    except OSError as exc:
+        return f"spill: cannot write {spill.path}: {exc.strerror or exc}"
+    return None
+
+
+async def check(cfg: Config, out: TextIO, err: TextIO) -> int:
+    """`provmon check`: the config's summary (Apprise URLs included), that the spill file can
+    be written, then whether the database is usable."""
+    problems = channel_problems(cfg.channels)
+    if problems:
+        raise ConfigError(cfg.source, problems)
+    out.write(terminal.config_summary(cfg))
+    out.flush()
+    spill = spill_problem(cfg)
+    if spill is not None:
+        err.write(spill + "\n")
+        return EXIT_FAIL
+    out.write(f"spill file {cfg.database.spill_path} writable\n")
+    try:
+        async with connected(cfg.database_url.reveal()):
+            pass
+    except DatabaseError as exc:
+        err.write(f"database: {exc}\n")
+        return EXIT_FAIL
+    out.write(f"database reachable, schema at revision {head_revision()}\n")
+    return EXIT_OK
+
+
+async def db_upgrade(cfg: Config, out: TextIO) -> int:
     async with connected(cfg.database_url.reveal(), migrated=False) as engine:
         before, after = await upgrade(engine)
-    if before == after:
-        out.write(f"database already at revision {after}\n")
-    else:
-        out.write(f"database upgraded from {before or 'empty'} to revision {after}\n")
-
-
-async def check_database(cfg: Config) -> str:
-    """Reach the database and check its schema; raises DatabaseError with what to do."""
-    async with connected(cfg.database_url.reveal()):
-        pass
-    return f"database reachable, schema at revision {head_revision()}"
-
-
-def log_status(monitor: Monitor, writer: ProbeWriter, scheduler: Scheduler) -> None:
-    """One status line; its fields are also structured (`--log-format json`)."""
-    w, sch = writer.stats, scheduler.stats
-    fields = {
-        "probes_started": monitor.started,
-        "stored": w.inserted,
-        "spilled": w.spilled,
-        "replayed": w.replayed,
-        "queued": writer.backlog,
-        "db_down": writer.db_down,
-        "skipped_busy": monitor.skipped_busy,
-        "runs": sch.lateness_s.n,
-        "late_over_1s": sch.late,
-        "missed": sch.missed,
-        "lateness_p50_ms": round((sch.lateness_s.quantile(50) or 0.0) * 1000, 1),
-        "lateness_p99_ms": round((sch.lateness_s.quantile(99) or 0.0) * 1000, 1),
-    }
-    log.info(
-        "status: %d probes started, %d stored, %d spilled, %d late > 1s%s",
-        monitor.started,
-        w.inserted,
-        w.spilled,
-        sch.late,
-        ", database DOWN" if writer.db_down else "",
-        extra=fields,
-    )
-
-
-def make_alerting(
-    cfg: Config,
-    engine: Engine,
-    session: aiohttp.ClientSession,
-    counts: NotificationCounts | None = None,
-) -> Alerting:
-    """The evaluator, outbox sender and channels, and the connectivity check when configured."""
-    try:
-        notifiers: Mapping[str, Notifier] = build_channels(cfg.channels, session)
-    except ValueError as exc:
-        raise ConfigError(cfg.source, [f"alerts.channels: {exc}"]) from None
-    if counts is not None:
-        notifiers = counts.wrap(notifiers)
-    alerting = Alerting(cfg, AlertStore(engine), notifiers)
-    if cfg.alerts.connectivity_url:
-        alerting.watch(
-            ConnectivityCheck(
-                session, cfg.alerts.connectivity_url, on_change=alerting.connectivity_changed
-            )
-        )
-    return alerting
-
-
-async def incidents(
-    cfg: Config,
-    out: TextIO,
-    *,
-    open_only: bool = False,
-    since: datetime | None = None,
-    as_json: bool = False,
-) -> int:
-    """`provmon incidents`: incidents overlapping [since, now], oldest first."""
-    async with connected(cfg.database_url.reveal()) as engine:
-        found = await AlertStore(engine).incidents(since=since, open_only=open_only)
-    if as_json:
-        for incident in found:
-            out.write(json.dumps(incident.to_json()) + "\n")
-        return 0
-    if not found:
-        out.write("no incidents\n")
-        return 0
-    out.write(render(INCIDENT_HEADERS, incident_rows(found, utc_now()), text_columns=8) + "\n")
-    return 0
-
-
-async def alerts_test(cfg: Config, out: TextIO) -> int:
-    """`provmon alerts test`: a test notification to every channel; 0 when all took it."""
-    failed = 0
-    async with client_session() as session:
-        try:
-            notifiers = build_channels(cfg.channels, session)
-        except ValueError as exc:
-            raise ConfigError(cfg.source, [f"alerts.channels: {exc}"]) from None
-        for name, notifier in notifiers.items():
-            try:
-                await notifier.send(trial_payload(name, utc_now(), cfg.vantage))
-            except ChannelError as exc:
-                failed += 1
-                out.write(f"{name}: FAILED: {exc}\n")
-            else:
-                out.write(f"{name}: sent\n")
-    if not notifiers:
-        out.write("no channels configured\n")
-    return 1 if failed else 0
-
-
-async def run_daemon(
-    cfg: Config,
-    stop: asyncio.Event,
-    *,
-    metrics_listen: tuple[str, int] | None = None,
-    systemd: SystemdNotifier | None = None,
-) -> int:
-    """`provmon run`: schedule probes, store results, prune; on `stop`, drain and flush.
-
-    With `metrics_listen` (or `[metrics] listen`) the metrics endpoint runs beside it (and
-    the OpenTelemetry export with `[otel]`); with
-    `systemd` the daemon tells systemd when it probes, that it is alive, and when it stops."""
-    systemd = systemd or SystemdNotifier(None)
-    listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
-    async with connected(cfg.database_url.reveal()) as engine:
-        store = Store(engine)
-        alerting_box: list[Alerting] = []
-
-        async def on_stored(results: Sequence[ProbeResult]) -> None:
-            for alerting in alerting_box:
-                await alerting.stored(results)
-
-        spill = SpillFile(Path(cfg.database.spill_path))
-        writer = ProbeWriter(store, spill, on_stored=on_stored)
-        writer.start()
-        scheduler = Scheduler()
-        sidecar: MetricsSidecar | None = None
-        try:
-            async with client_session() as session:
-                counts = NotificationCounts()
-                alerting = make_alerting(cfg, engine, session, counts)
-                alerting_box.append(alerting)
-
-                async def weekly_report(period: Period) -> None:
-                    await make_reports(engine, cfg, period, utc_now())
-
-                monitor = Monitor(
-                    cfg,
-                    make_prober(session, cfg),
-                    writer,
-                    store,
-                    weekly_report=weekly_report,
-                    reachable=alerting.connectivity.reachable if alerting.connectivity else None,
-                )
-                await monitor.load_budget()
-                if listen is not None or cfg.otel is not None:
-                    sidecar = MetricsSidecar(
-                        cfg,
-                        listen,
-                        lambda: daemon_health(
-                            writer, spill, scheduler, monitor.budget, counts, utc_now()
-                        ),
-                    )
-                    await sidecar.start()
-                    writer.tap(sidecar.observe)
-                monitor.schedule(scheduler)
-                alerting.schedule(scheduler)
-                alerting.start()
-                scheduler.start()
-                log.info(
-                    "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
-                    cfg.vantage,
-                    len(cfg.targets),
-                    len(monitor.jobs),
-                    engine.dialect.name,
-                )
-                systemd.ready(f"probing {len(monitor.jobs)} jobs")
-                systemd.start_watchdog(lambda: scheduler.running and writer.running)
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), cfg.schedule.status_every_s)
-                    log_status(monitor, writer, scheduler)
-                log.info("stopping: no new probes")
-                systemd.stopping()
-                scheduler.pause()  # no new runs; those in flight finish (drain) first
-                await monitor.drain(cfg.schedule.drain_s)
-                scheduler.shutdown()
-                await writer.close()
-                await alerting.stop()
-                log_status(monitor, writer, scheduler)
-        finally:
-            await systemd.close()
-            scheduler.shutdown()
-            await writer.close()
-            if sidecar is not None:
-                await sidecar.stop()
-            log.info(
-                "stopped: %d stored, %d in the spill file",
-                writer.stats.inserted,
-                writer.stats.spilled - writer.stats.replayed,
-            )
-    return 0
+    out.write(terminal.upgrade_text(before, after))
+    return EXIT_OK
 
 
 async def report(
@@ -440,15 +157,8 @@ async def report(
         written = await make_reports(
             engine, cfg, period, utc_now(), models=models, formats=formats, out_dir=out_dir
         )
-    if not written:
-        out.write(f"no probes in {period.label}: no report written\n")
-        return 1
-    for rep, files in written:
-        note = " (frozen)" if rep.frozen else ""
-        out.write(f"{rep.model} {rep.period}{note}: {len(rep.rows)} provider rows\n")
-        for fmt, path in files.items():
-            out.write(f"  {fmt:<4} {path}\n")
-    return 0
+    out.write(terminal.reports_written_text(written, period.label))
+    return EXIT_OK if written else EXIT_FAIL
 
 
 async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
@@ -466,3 +176,184 @@ async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
         [t.target_key for t in cfg.targets], recent, day, states, now, accounting(cfg)
     )
     return statuses, model_summary(statuses)
+
+
+async def show_status(cfg: Config, out: TextIO, *, as_json: bool = False) -> int:
+    """`provmon status`: the status table and per-model lines, or the same as JSON."""
+    statuses, summary = await status(cfg)
+    show = terminal.status_json if as_json else terminal.status_text
+    out.write(show(statuses, summary))
+    return EXIT_OK
+
+
+async def incidents(
+    cfg: Config,
+    out: TextIO,
+    *,
+    open_only: bool = False,
+    since: datetime | None = None,
+    as_json: bool = False,
+) -> int:
+    """`provmon incidents`: incidents overlapping [since, now], oldest first."""
+    async with connected(cfg.database_url.reveal()) as engine:
+        found = await AlertStore(engine).incidents(since=since, open_only=open_only)
+    out.write(terminal.incidents_text(found, utc_now(), as_json=as_json))
+    return EXIT_OK
+
+
+async def alerts_test(cfg: Config, out: TextIO) -> int:
+    """`provmon alerts test`: a test notification to every channel; 0 when all took it."""
+    failed = 0
+    async with client_session() as session:
+        notifiers = make_notifiers(cfg, session)
+        for name, notifier in notifiers.items():
+            try:
+                await notifier.send(trial_payload(name, utc_now(), cfg.vantage))
+            except ChannelError as exc:
+                failed += 1
+                out.write(terminal.channel_result(name, exc))
+            else:
+                out.write(terminal.channel_result(name, None))
+    if not notifiers:
+        out.write("no channels configured\n")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+async def probe_once(
+    cfg: Config,
+    jobs: Sequence[tuple[Target, Workload]],
+    *,
+    count: int,
+    concurrency: int,
+    on_result: Callable[[ProbeResult], None],
+) -> list[ProbeResult]:
+    """Run every (target, workload) job `count` times, at most `concurrency` at once."""
+    results: list[ProbeResult] = []
+    sem = asyncio.Semaphore(concurrency)
+    async with client_session() as session:
+        prober = make_prober(session, cfg)
+
+        async def one(target: Target, workload: Workload) -> None:
+            async with sem:
+                result = await prober.probe(target, workload)
+            results.append(result)
+            on_result(result)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(count):
+                for target, workload in jobs:
+                    tg.create_task(one(target, workload))
+    return results
+
+
+async def probe(
+    cfg: Config,
+    out: TextIO,
+    *,
+    provider: str | None = None,
+    only_model: str | None = None,
+    workload: str | None = None,
+    count: int = 1,
+    concurrency: int = 8,
+    as_json: bool = False,
+) -> int:
+    """`provmon probe`: each matching job `count` times, a line per probe as it ends, then
+    (for more than one probe) the comparison table. 0 when every probe was ok."""
+    jobs: list[Job] = probe_jobs(cfg, provider=provider, model=only_model, workload=workload)
+    # Lines go through a writer thread: a slow reader of `out` never stalls the probes.
+    lines = LineWriter(out).start()
+    try:
+        if not as_json:
+            lines.write(terminal.probe_header())
+
+        def show(r: ProbeResult) -> None:
+            lines.write(terminal.probe_line(r, as_json=as_json))
+
+        results = await probe_once(cfg, jobs, count=count, concurrency=concurrency, on_result=show)
+        if not as_json and len(results) > 1:
+            lines.write("\n" + terminal.comparison_table(results))
+    finally:
+        await asyncio.to_thread(lines.close)
+    return EXIT_OK if all(r.outcome is Outcome.OK for r in results) else EXIT_FAIL
+
+
+async def fetch_endpoints(
+    base_url: str, model: str, api_key: str | None, timeout_s: float = 30.0
+) -> str:
+    """GET {base}/models/{model}/endpoints and return target entries as TOML text.
+
+    Raises DiscoverError with a readable message when the API cannot be read.
+    """
+    url = f"{base_url.rstrip('/')}/models/{model}/endpoints"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with client_session() as session:
+            doc = await get_json(
+                session,
+                url,
+                headers=headers,
+                timeout_s=timeout_s,
+                secrets=[api_key] if api_key else [],
+            )
+        endpoints = parse_endpoints(doc)
+    except (FetchError, EndpointsError) as exc:
+        raise DiscoverError(f"{url}: {exc}") from None
+    if not endpoints:
+        raise DiscoverError(f"{url}: no providers serve {model}")
+    return to_toml(model, endpoints)
+
+
+async def discover(base_url: str, model: str, api_key: str | None, out: TextIO) -> int:
+    """`provmon discover`: the providers serving `model`, as config entries."""
+    out.write(await fetch_endpoints(base_url, model, api_key))
+    return EXIT_OK
+
+
+def scenario_farm(name: str, seed: int) -> Farm:
+    if name == "quirks":
+        return quirks_farm(seed)
+    return demo_farm(seed)
+
+
+async def simulate(scenario: str, host: str, port: int, seed: int, out: TextIO) -> int:
+    """Serve a simulator scenario until cancelled, printing where each provider is."""
+    farm = scenario_farm(scenario, seed)
+
+    def ready(sim: Simulator) -> None:
+        providers = [(p.name, sim.direct_base_url(p.slug)) for p in farm.profiles]
+        out.write(
+            terminal.simulator_text(
+                scenario, sim.base_url, sim.openrouter_base_url, farm.model_ids(), providers
+            )
+        )
+        out.flush()
+
+    await serve(farm, host, port, ready=ready)
+    return EXIT_OK
+
+
+async def run_daemon(
+    cfg: Config,
+    stop: asyncio.Event,
+    *,
+    metrics_listen: tuple[str, int] | None = None,
+    systemd: SystemdNotifier | None = None,
+) -> int:
+    """`provmon run`: schedule probes, store results, alert, prune; on `stop`, drain and
+    flush. Beside it: the metrics endpoint (`metrics_listen` or `[metrics] listen`) and the
+    OpenTelemetry export (`[otel]`), and systemd's notify protocol when `systemd` has a
+    socket."""
+    if not cfg.targets:
+        raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
+    spill = spill_problem(cfg)
+    if spill is not None:  # found now, not during the first outage
+        raise DatabaseError(f"{spill} (set [database] spill_path to a writable place)")
+    sidecars: list[Sidecar] = []
+    listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
+    if listen is not None or cfg.otel is not None:
+        sidecars.append(MetricsSidecar(cfg, listen))
+    if systemd is not None and systemd.enabled:
+        sidecars.append(SystemdSidecar(systemd, stop))  # last: READY=1 once all is up
+    async with build_daemon(cfg, sidecars=sidecars) as daemon:
+        await daemon.serve(stop)
+    return EXIT_OK

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
 
 from monitor import __version__, app, demo
 from monitor.clock import utc_now
-from monitor.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
+from monitor.config import DEFAULT_CONFIG_PATH, Config, adhoc_config, load_config, with_timeouts
 from monitor.config.sections import parse_listen
-from monitor.errors import ConfigError, DatabaseError, MetricsError, UsageError
+from monitor.errors import EXIT_FAIL, EXIT_OK, ConfigError, ProvmonError, UsageError
 from monitor.logs import setup_logging
 from monitor.reporting.periods import (
     Period,
@@ -27,47 +24,11 @@ from monitor.reporting.periods import (
     span_period,
     week_period,
 )
-from monitor.results import Outcome, ProbeResult
 from monitor.sdnotify import SystemdNotifier
-from monitor.status import TargetStatus, WindowStats
-from monitor.tables import PROBE_HEADERS, comparison_table, fixed_line, probe_row, render
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(Path(args.config), os.environ)
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    models = {t.model for t in cfg.targets}
-    providers = {t.provider for t in cfg.targets}
-    print(
-        f"config ok: {cfg.source}: vantage {cfg.vantage!r}, {len(cfg.targets)} targets "
-        f"({len(models)} models, {len(providers)} providers), "
-        f"workloads: {', '.join(sorted(cfg.workloads))}"
-    )
-
-    async def main() -> int:
-        try:
-            print(await app.check_database(cfg))
-        except DatabaseError as exc:
-            print(f"database: {exc}", file=sys.stderr)
-            return EXIT_FAIL
-        return EXIT_OK
-
-    return app.run(main())
-
-
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-
-    async def main() -> int:
-        await app.db_upgrade(cfg, sys.stdout)
-        return EXIT_OK
-
-    return app.run(main())
 
 
 def _period(args: argparse.Namespace) -> Period:
@@ -87,82 +48,14 @@ def _period(args: argparse.Namespace) -> Period:
     return week_period(utc_now())
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    period = _period(args)
-    formats = None
-    if args.format:
-        formats = [f.strip() for f in args.format.split(",") if f.strip()]
-        unknown = set(formats) - {"html", "md", "csv", "json"}
-        if unknown:
-            raise UsageError(
-                f"unknown format(s) {', '.join(sorted(unknown))}: use html,md,csv,json"
-            )
-
-    async def main() -> int:
-        return await app.report(
-            cfg,
-            period,
-            sys.stdout,
-            models=args.model or None,
-            formats=formats,
-            out_dir=Path(args.out) if args.out else None,
-        )
-
-    return app.run(main())
-
-
-def _status_cell(w: WindowStats) -> list[str]:
-    def f(v: float | None, spec: str) -> str:
-        return "-" if v is None else format(v, spec)
-
-    return [f(w.uptime_pct, ".1f"), f(w.ttft_p50_ms, ".0f"), f(w.decode_p50_tps, ".1f")]
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    result: dict[str, object] = {}
-
-    async def main() -> int:
-        statuses, summary = await app.status(cfg)
-        result["statuses"], result["summary"] = statuses, summary
-        return EXIT_OK
-
-    code = app.run(main())
-    if code != EXIT_OK:
-        return code
-    statuses = cast(list[TargetStatus], result["statuses"])
-    summary = cast(dict[str, Any], result["summary"])
-    if args.json:
-        print(
-            json.dumps(
-                {"targets": [dataclasses.asdict(s) for s in statuses], "models": summary},
-                default=str,
-                indent=2,
-            )
-        )
-        return EXIT_OK
-    headers = ["model", "provider", "route", "state"]
-    for name in ("5m", "30m", "1d"):
-        headers += [f"up%{name}", f"ttft{name}", f"tps{name}"]
-    rows = []
-    for st in statuses:
-        row = [st.model, st.provider, st.route, st.state]
-        for name in ("5m", "30m", "1d"):
-            row += _status_cell(st.windows[name])
-        rows.append(row)
-    print(render(headers, rows, text_columns=4))
-    print()
-    for model, m in summary.items():
-        day = m["1d"]
-        up = day["best_uptime_pct"]
-        ttft = day["best_ttft_p50_ms"]
-        print(
-            f"{model}: {m['targets']} targets, {m['down']} down; last day {day['probes']} probes, "
-            f"best uptime {'-' if up is None else format(up, '.1f')}%, "
-            f"best p50 TTFT {'-' if ttft is None else format(ttft, '.0f')} ms"
-        )
-    return EXIT_OK
+def _formats(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = set(formats) - {"html", "md", "csv", "json"}
+    if unknown:
+        raise UsageError(f"unknown format(s) {', '.join(sorted(unknown))}: use html,md,csv,json")
+    return formats
 
 
 def _since(text: str) -> datetime:
@@ -173,25 +66,56 @@ def _since(text: str) -> datetime:
         raise UsageError(str(exc)) from None
 
 
+def _probe_config(args: argparse.Namespace) -> Config:
+    """The config file's targets, or (with --base-url/--model) one ad-hoc target that keeps
+    the config file's other settings when there is one."""
+    if bool(args.base_url) != bool(args.model):
+        raise UsageError("--base-url and --model go together")
+    if not args.base_url:
+        return _config(args)
+    base = _config(args) if args.config_given or Path(args.config).exists() else None
+    return adhoc_config(
+        args.base_url,
+        args.model,
+        os.environ,
+        provider=args.provider,
+        api_key_env=args.api_key_env,
+        base=base,
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return app.run(app.check(_config(args), sys.stdout, sys.stderr))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    return app.run(app.db_upgrade(_config(args), sys.stdout))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    cfg, period, formats = _config(args), _period(args), _formats(args.format)
+    out_dir = Path(args.out) if args.out else None
+    return app.run(
+        app.report(
+            cfg, period, sys.stdout, models=args.model or None, formats=formats, out_dir=out_dir
+        )
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return app.run(app.show_status(_config(args), sys.stdout, as_json=args.json))
+
+
 def cmd_incidents(args: argparse.Namespace) -> int:
     cfg = _config(args)
     since = _since(args.since) if args.since else None
-
-    async def main() -> int:
-        return await app.incidents(
-            cfg, sys.stdout, open_only=args.open, since=since, as_json=args.json
-        )
-
-    return app.run(main())
+    return app.run(
+        app.incidents(cfg, sys.stdout, open_only=args.open, since=since, as_json=args.json)
+    )
 
 
 def cmd_alerts_test(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-
-    async def main() -> int:
-        return await app.alerts_test(cfg, sys.stdout)
-
-    return app.run(main())
+    return app.run(app.alerts_test(_config(args), sys.stdout))
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -203,109 +127,82 @@ def _listen(text: str) -> tuple[str, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    if not cfg.targets:
-        raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
     systemd = SystemdNotifier.from_values(*args.systemd_env)
     return app.run_service(
         lambda stop: app.run_daemon(cfg, stop, metrics_listen=args.metrics_listen, systemd=systemd)
     )
 
 
-def _adhoc_config(args: argparse.Namespace) -> Config:
-    """A one-target config from --base-url/--model, keeping a config file's other settings."""
-    target: dict[str, object] = {
-        "route": "direct",
-        "model": args.model,
-        "provider": args.provider or "adhoc",
-        "base_url": args.base_url,
-    }
-    if args.api_key_env:
-        target["api_key_env"] = args.api_key_env
-    doc: dict[str, object] = {"targets": [target]}
-    if args.config_given or Path(args.config).exists():
-        base = _config(args)
-        doc["vantage"] = base.vantage
-        doc["timeouts"] = base.timeouts.model_dump()
-        doc["workloads"] = {
-            name: {"input_tokens": w.input_tokens, "max_tokens": w.max_tokens}
-            for name, w in base.workloads.items()
-        }
-    return parse_config(doc, os.environ, "command line")
+PROBE_TIMEOUT_FLAGS = (
+    ("--timeout", "total_s", "deadline for the whole probe"),
+    ("--first-token-timeout", "first_token_s", "deadline for the first token"),
+    ("--idle-timeout", "idle_s", "longest gap between events after the first token"),
+    ("--connect-timeout", "connect_s", "deadline for the connection (TCP and TLS)"),
+)
+
+PROBE_JSON_FIELDS = """\
+JSON fields (--json), one object per probe; times in ms, null when not measured:
+  model, provider, route, vantage, workload   what was probed, from where
+  started_at        when the probe started (ISO 8601, UTC)
+  outcome           ok, rate_limited, client_error, server_error, timeout,
+                    connection_error, stream_error, empty_response, monitor_error
+  error_kind        finer cause: http.503, http.302, timeout.ttft, timeout.idle,
+                    conn.refused, stream.malformed_json, stream.too_large, ...
+  error_message     the provider's message, shortened, secrets redacted
+  http_status, retry_after_s   the response status; Retry-After in seconds
+  dns_ms, connect_ms, tls_ms   phases of the probe's fresh connection
+  ttfb_ms           request written -> response headers
+  ttft_ms           request written -> first token (answer, reasoning or tool call)
+  ttfa_ms           request written -> first answer token
+  latency_ms        request written -> end of stream
+  itl_p50_ms, itl_p99_ms, max_gap_ms   gaps between token events
+  output_tokens, input_tokens, token_source   counts; source usage, tokenizer
+                    (counted, tiktoken cl100k_base or the target's tokenizer) or
+                    estimate (characters / 4)
+  decode_tps        (output_tokens - 1) / (last token - first token)
+  e2e_tps           output_tokens / latency
+  chunks            token events (several tokens may share one)
+  buffered          true when the answer came all at once
+  cost_usd          the route's reported cost, else tokens x configured price
+  finish_reason, served_by   as the provider sent them (sanitised)
+  flags             provider values not believed: usage_implausible,
+                    cost_implausible
+"""
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    if bool(args.base_url) != bool(args.model):
-        raise UsageError("--base-url and --model go together")
-    cfg = _adhoc_config(args) if args.base_url else _config(args)
-    targets = [
-        t
-        for t in cfg.targets
-        if (args.base_url or not args.provider or t.provider.casefold() == args.provider.casefold())
-        and (not args.only_model or t.model == args.only_model)
-    ]
-    if not targets:
-        raise UsageError("no configured target matches --provider/--only-model")
-    if args.workload and args.workload not in cfg.workloads:
-        known = ", ".join(sorted(cfg.workloads))
-        raise UsageError(f"unknown workload {args.workload!r} (known: {known})")
-    jobs = [
-        (t, cfg.workloads[w])
-        for t in targets
-        for w in ([args.workload] if args.workload else t.workloads)
-    ]
-    if not args.json:
-        print(fixed_line(PROBE_HEADERS))
-
-    def show(r: ProbeResult) -> None:
-        line = json.dumps(r.to_json()) if args.json else fixed_line(probe_row(r))
-        print(line, flush=True)
-
-    results: list[ProbeResult] = []
-
-    async def main() -> int:
-        results.extend(
-            await app.probe_once(
-                cfg, jobs, count=args.count, concurrency=args.concurrency, on_result=show
-            )
-        )
-        return EXIT_OK
-
-    code = app.run(main())
-    if code != EXIT_OK:
-        return code
-    if not args.json and len(results) > 1:
-        print("\n" + comparison_table(results))
-    return EXIT_OK if all(r.outcome is Outcome.OK for r in results) else EXIT_FAIL
+    cfg = _probe_config(args)
+    overrides = {key: getattr(args, key) for _, key, _ in PROBE_TIMEOUT_FLAGS}
+    try:
+        cfg = with_timeouts(cfg, {k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(f"timeouts: {exc}") from None
+    job = app.probe(
+        cfg,
+        sys.stdout,
+        provider=args.provider,
+        only_model=args.only_model,
+        workload=args.workload,
+        count=args.count,
+        concurrency=args.concurrency,
+        as_json=args.json,
+    )
+    return app.run(job)
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-
-    async def main() -> int:
-        try:
-            print(await app.fetch_endpoints(args.base_url, args.model, api_key), end="")
-        except RuntimeError as exc:
-            print(f"provmon discover: {exc}", file=sys.stderr)
-            return EXIT_FAIL
-        return EXIT_OK
-
-    return app.run(main())
+    return app.run(app.discover(args.base_url, args.model, api_key, sys.stdout))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    async def main() -> int:
-        await app.simulate(args.scenario, args.host, args.port, args.seed, sys.stdout)
-        return EXIT_OK
-
-    return app.run(main(), stop_exit_code=EXIT_OK)
+    job = app.simulate(args.scenario, args.host, args.port, args.seed, sys.stdout)
+    return app.run(job, stop_exit_code=EXIT_OK)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    workdir = Path(args.dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-
     async def main() -> int:
-        written = await demo.demo(args.duration, args.interval, sys.stdout, workdir=workdir)
+        written = await demo.demo(args.duration, args.interval, sys.stdout, workdir=Path(args.dir))
         return EXIT_OK if written else EXIT_FAIL
 
     return app.run(main())
@@ -469,11 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="one-off probes of the configured targets, or of --base-url/--model",
         description=(
             "Sends streamed chat completions and prints one row per probe (or, with --json, one "
-            "JSON object per line with the fields of DESIGN.md section 2). Exit status 0 when "
-            "every probe was ok, 1 otherwise, 2 for a bad command line or config."
+            "JSON object per line, fields below). Exit status 0 when every probe was ok, 1 "
+            "otherwise, 2 for a bad command line or config."
         ),
+        epilog=PROBE_JSON_FIELDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     with_config(p)
+    for flag, key, what in PROBE_TIMEOUT_FLAGS:
+        p.add_argument(
+            flag,
+            dest=key,
+            type=_positive_float,
+            metavar="S",
+            help=f"{what}, in seconds (overrides [timeouts] {key})",
+        )
     p.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://host/v1")
     p.add_argument("--model", help="model name to send (with --base-url)")
     p.add_argument(
@@ -543,18 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.verbose else quiet, args.log_format)
     try:
         code: int = args.func(args)
-    except DatabaseError as exc:
-        print(f"provmon {args.command}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except ConfigError as exc:
+    except ConfigError as exc:  # its message names the file and each key
         print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
+        return exc.exit_code
+    except ProvmonError as exc:
         print(f"provmon {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except MetricsError as exc:
-        print(f"provmon {args.command}: metrics: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return exc.exit_code
     return code
 
 

@@ -1,13 +1,13 @@
 """The monitor daemon's work: probe jobs on a schedule, the budget, pruning, draining on stop.
 
-`Monitor` owns no resources: the composition root (`app`) builds the prober, writer, store and
-scheduler, hands them over, and closes them. Tests drive it in burst mode with `run_round`.
+`Monitor` owns no resources: the daemon build (`runtime.build_daemon`) makes the prober, writer,
+store and scheduler, hands them over, and closes them. Tests drive it in burst mode through
+`Daemon.run_round`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
@@ -19,7 +19,7 @@ from monitor.config import Config, Target, Workload
 from monitor.errors import StoreUnavailable
 from monitor.probing.client import Prober
 from monitor.reporting.periods import Period, week_period
-from monitor.results import Outcome, ProbeResult
+from monitor.results import Outcome, ProbeResult, monitor_fault
 from monitor.scheduler import Scheduler
 from monitor.storage.database import advisory_lock
 from monitor.storage.store import Store
@@ -33,15 +33,6 @@ WeeklyReport = Callable[[Period], Awaitable[None]]
 
 
 CONNECTIVITY_KIND = "monitor.connectivity"
-
-
-def monitor_fault(result: ProbeResult, kind: str) -> ProbeResult:
-    """The probe failed because of the monitor itself: `monitor_error`, the provider's error
-    kind kept at the front of the message."""
-    message = f"{result.error_kind or result.outcome.value}: {result.error_message or ''}"
-    return dataclasses.replace(
-        result, outcome=Outcome.MONITOR_ERROR, error_kind=kind, error_message=message.strip()
-    )
 
 
 def stagger_s(key: str, interval_s: float) -> float:
@@ -61,6 +52,7 @@ class Monitor:
         now: Callable[[], datetime] = utc_now,
         weekly_report: WeeklyReport | None = None,
         reachable: Callable[[], Awaitable[bool]] | None = None,
+        on_budget: Callable[[str | None], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self._prober = prober
@@ -77,6 +69,8 @@ class Monitor:
         self.skipped_busy = 0
         self.started = 0
         self._budget_noted_day: object = None
+        self._budget_spent = False
+        self._on_budget = on_budget
 
     @property
     def jobs(self) -> list[tuple[Target, Workload]]:
@@ -93,6 +87,19 @@ class Monitor:
             log.warning("cannot read today's spend, counting from zero: %s", exc)
             return
         self.budget.spend(spent, now)
+
+    def _budget_allows(self) -> bool:
+        """Paid probing may go on; tells `on_budget` when that changes (spent, or reset)."""
+        allows = self.budget.allows(self._now())
+        if allows == self._budget_spent and self._on_budget is not None:
+            self._on_budget(
+                None
+                if allows
+                else f"daily budget ${self.budget.limit_usd or 0:g} spent: paid probes paused "
+                "until 00:00 UTC"
+            )
+        self._budget_spent = not allows
+        return allows
 
     def _budget_exhausted(self, target: Target, workload: Workload) -> ProbeResult:
         now = self._now()
@@ -133,7 +140,7 @@ class Monitor:
         try:
             async with lock:
                 self.started += 1
-                if target.paid and not self.budget.allows(self._now()):
+                if target.paid and not self._budget_allows():
                     result = self._budget_exhausted(target, workload)
                 else:
                     try:
@@ -206,7 +213,14 @@ class Monitor:
 
         async def job() -> None:
             n = await self._store.prune_probes(cutoff)
-            log.info("pruned %d probes older than %s", n, cutoff.isoformat())
+            outbox, runs = await self._store.prune_bookkeeping(cutoff)
+            log.info(
+                "pruned %d probes, %d sent notifications and %d job records older than %s",
+                n,
+                outbox,
+                runs,
+                cutoff.isoformat(),
+            )
 
         await self.singleton(PRUNE_JOB, now.strftime("%Y-%m-%d"), job)
 

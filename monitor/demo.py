@@ -1,25 +1,25 @@
 """`provmon demo`: the whole product in two minutes on the embedded defaults.
 
-The simulator (four providers of one model), the daemon probing them into SQLite with a
-progress display, then a report under reports/ — all on loopback.
+The simulator (four providers of one model), the daemon (the one `provmon run` uses) probing
+them into SQLite with a progress display, then a report under reports/ — all on loopback, all
+under the directory given (`--dir`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor.app import run_daemon, status
+from monitor.app import status
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
 from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
+from monitor.runtime import build_daemon
 from monitor.simulator import DEMO_MODEL, demo_farm, run_simulator
-from monitor.status import TargetStatus
 from monitor.storage.database import connected, upgrade
-from monitor.tables import report_table
+from monitor.terminal import Written, demo_intro, demo_progress, demo_results
 
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
 
@@ -77,30 +77,14 @@ def demo_config(
     return parse_config(doc, {}, "<demo>")
 
 
-def _remove_stale(db_path: Path) -> None:
-    """Each demo starts from an empty database."""
+def _fresh_database(workdir: Path) -> Path:
+    """Each demo starts from an empty database in `workdir` (created if missing)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "provmon-demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db_path.with_suffix(".spill.jsonl").unlink(missing_ok=True)
-
-
-def _demo_progress(elapsed_s: float, total_s: float, statuses: Sequence[TargetStatus]) -> str:
-    """One line: per provider, uptime direct/openrouter, p50 TTFT and the 429 share so far."""
-    parts = []
-    for provider in dict.fromkeys(st.provider for st in statuses):
-        mine = [st.windows["5m"] for st in statuses if st.provider == provider]
-        mine = [w for w in mine if w.probes]
-        if not mine:
-            continue
-        ups = "/".join("-" if w.uptime_pct is None else f"{w.uptime_pct:.0f}" for w in mine)
-        ttfts = [w.ttft_p50_ms for w in mine if w.ttft_p50_ms is not None]
-        ttft = f" {min(ttfts):.0f}ms" if ttfts else ""
-        limited = sum(w.rate_limited for w in mine)
-        probes = sum(w.probes for w in mine)
-        note = f" {100 * limited / probes:.0f}%429" if limited else ""
-        parts.append(f"{provider} {ups}%{ttft}{note}")
-    bar = "#" * int(20 * elapsed_s / total_s)
-    return f"  [{bar:<20}] {elapsed_s:3.0f}s  " + " | ".join(parts) + "\n"
+    return db_path
 
 
 async def demo(
@@ -110,12 +94,12 @@ async def demo(
     *,
     workdir: Path,
     progress_every_s: float = 5.0,
-) -> list[tuple[Any, dict[str, Path]]]:
+) -> Written:
     """The whole product on the embedded defaults: the simulator (four providers of one model),
-    the daemon probing them into SQLite, a progress display, then a report under reports/."""
+    the daemon probing them into SQLite, a progress display, then a report under reports/.
+    Everything it writes goes under `workdir` (created if missing)."""
     farm = demo_farm(outage_start_s=duration_s / 3, outage_duration_s=duration_s / 4)
-    db_path = workdir / "provmon-demo.db"
-    _remove_stale(db_path)
+    db_path = _fresh_database(workdir)
     async with run_simulator(farm) as sim:
         cfg = demo_config(
             sim.openrouter_base_url,
@@ -133,44 +117,32 @@ async def demo(
             reports_dir=workdir / "reports",
         )
         out.write(
-            f"provmon demo: simulator on {sim.base_url} serving {DEMO_MODEL} from "
-            f"{len(farm.profiles)} providers (fast, cheap-but-slow, flaky with an outage, "
-            f"rate-limited);\n  probing each directly and through the OpenRouter-like front "
-            f"({len(cfg.targets)} targets) every {interval_s:g}s for {duration_s:g}s "
-            f"into {db_path}\n  progress: provider uptime% direct/openrouter, best p50 TTFT, "
-            "share of 429s\n"
+            demo_intro(
+                sim.base_url,
+                DEMO_MODEL,
+                len(farm.profiles),
+                len(cfg.targets),
+                interval_s,
+                duration_s,
+                db_path,
+            )
         )
         out.flush()
         async with connected(cfg.database_url.reveal(), migrated=False) as engine:
             await upgrade(engine)
-        stop = asyncio.Event()
         started = utc_now()
-        daemon = asyncio.create_task(run_daemon(cfg, stop))
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        try:
+        async with build_daemon(cfg) as daemon:
+            await daemon.start()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
             while (elapsed := loop.time() - t0) < duration_s:
                 await asyncio.sleep(min(progress_every_s, duration_s - elapsed))
-                if daemon.done():
-                    break
                 statuses, _ = await status(cfg)
-                out.write(_demo_progress(loop.time() - t0, duration_s, statuses))
+                out.write(demo_progress(loop.time() - t0, duration_s, statuses))
                 out.flush()
-        finally:
-            stop.set()
-            await daemon
     period = span_period(started, utc_now())
     async with connected(cfg.database_url.reveal()) as engine:
         written = await make_reports(engine, cfg, period, utc_now())
-    for rep, files in written:
-        out.write(f"\n{rep.model}, {len(rep.rows)} provider rows:\n\n")
-        out.write(report_table(rep) + "\n")
-        out.write("\nreport written:\n")
-        for fmt, path in files.items():
-            out.write(f"  {fmt:<4} {path}\n")
-    out.write(
-        "\nuptime% = ok / (ok + failures); rate-limited probes are excluded and shown apart.\n"
-        f"Open the HTML report in a browser. The probes stay in {db_path}.\n"
-    )
+    out.write(demo_results(written, db_path))
     out.flush()
     return written

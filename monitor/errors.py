@@ -12,21 +12,29 @@ own bugs (anything not below)::
     │   └── StoreRejected           it answered but refused these values: retrying will not help
     ├── ChannelError                an alert channel did not take a notification
     ├── MetricsError                the metrics endpoint could not be started (exit 1)
+    ├── FetchError                  a plain HTTP GET got no usable answer (status, network, JSON)
     └── DiscoverError               OpenRouter's endpoints API could not be read
         └── EndpointsError          its document does not have the expected shape
 
-The CLI turns each `ProvmonError` into one line on stderr and an exit code.
+The CLI turns each `ProvmonError` into one line on stderr and its `exit_code` (1, or 2 for
+a config or command line that cannot be used).
 """
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 class ProvmonError(Exception):
     """Base of provmon's own errors: its message is meant for the user."""
 
+    exit_code = EXIT_FAIL
+
 
 class ConfigError(ProvmonError):
     """The config cannot be used; `problems` lists each as `key.path: what is wrong`."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
@@ -42,6 +50,8 @@ class ConfigError(ProvmonError):
 
 class UsageError(ProvmonError):
     """A command line that cannot be acted on; the message says why."""
+
+    exit_code = EXIT_USAGE
 
 
 class DatabaseError(ProvmonError):
@@ -63,6 +73,10 @@ class ChannelError(ProvmonError):
 
 class MetricsError(ProvmonError):
     """The metrics endpoint could not be started (address in use, not permitted, ...)."""
+
+
+class FetchError(ProvmonError):
+    """A plain HTTP GET got no usable answer; the message says why (secrets redacted)."""
 
 
 class DiscoverError(ProvmonError):

@@ -1,13 +1,34 @@
-"""Logging set-up: readable lines by default, one JSON object per line with `json`."""
+"""Logging set-up: readable lines by default, one JSON object per line with `json`.
+
+Records go through a `QueueHandler` to a `QueueListener` thread that formats and writes them:
+a slow stderr or journald delays log lines, never the probe loop. Control characters that
+provider text might carry (ANSI/OSC escapes, NUL) are shown escaped, never sent raw.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import math
+import queue
 import sys
 from datetime import UTC, datetime
+from typing import Any
+
+from monitor.redact import escape_controls
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+_listener: logging.handlers.QueueListener | None = None
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool | None):
+        return value
+    return str(value)
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,30 +37,48 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_controls(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                out[key] = (
-                    value if isinstance(value, str | int | float | bool | None) else str(value)
-                )
+                out[key] = _json_value(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+        return json.dumps(out, allow_nan=False)
+
+
+class TextFormatter(logging.Formatter):
+    """The readable line, with control characters in the message escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
+def stop_logging() -> None:
+    """Write out what the listener still holds, and stop it."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
 
 
 def setup_logging(level: int = logging.INFO, fmt: str = "text") -> None:
+    global _listener
+    stop_logging()
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-            )
+            TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
         )
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    _listener.start()
+    atexit.register(stop_logging)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level)
     # Third-party chatter stays at WARNING unless asked for.
     for name in ("aiohttp.access", "sqlalchemy.engine", "alembic"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,10 @@ class ProbeResult:
     """One probe: what was probed, how it ended, and what it measured.
 
     Durations are milliseconds measured with `perf_counter_ns`; `started_at` is tz-aware UTC.
-    Metric fields are None when the probe did not get far enough to measure them.
+    `ttft_ms`, `ttfa_ms` and `latency_ms` start when the request has been written on the
+    established connection; `dns_ms`, `connect_ms`, `tls_ms` and `ttfb_ms` are the phases before
+    and up to the response headers. Metric fields are None when the probe did not get far enough
+    to measure them (or, for phases, when there was no such phase).
     """
 
     model: str
@@ -88,10 +92,27 @@ class ProbeResult:
     cost_usd: float | None = None
     finish_reason: str | None = None
     served_by: str | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p99_ms: float | None = None
+    max_gap_ms: float | None = None
+    flags: str | None = None
+    """Comma-separated, sorted: provider values provmon did not believe (`usage_implausible`,
+    `cost_implausible`); None when there were none."""
 
     @property
     def target_key(self) -> tuple[str, str, str]:
         return (self.model, self.provider, self.route)
+
+    @property
+    def network_ms(self) -> float | None:
+        """connect + TLS: what the fresh connection's handshakes took (reports' "network")."""
+        if self.connect_ms is None:
+            return None
+        return self.connect_ms + (self.tls_ms or 0.0)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md section 2: plain types, ISO-8601 UTC timestamp."""
@@ -102,6 +123,8 @@ class ProbeResult:
                 value = value.isoformat()
             elif isinstance(value, enum.Enum):
                 value = value.value
+            elif isinstance(value, float) and not math.isfinite(value):
+                value = None  # strict JSON: no NaN or Infinity
             out[f.name] = value
         return out
 
@@ -115,3 +138,12 @@ class ProbeResult:
         if values.get("token_source") is not None:
             values["token_source"] = TokenSource(values["token_source"])
         return cls(**values)
+
+
+def monitor_fault(result: ProbeResult, kind: str) -> ProbeResult:
+    """The probe failed because of the monitor itself: `monitor_error` with error kind `kind`,
+    the provider's error kind (or outcome) kept at the front of the message."""
+    message = f"{result.error_kind or result.outcome.value}: {result.error_message or ''}"
+    return dataclasses.replace(
+        result, outcome=Outcome.MONITOR_ERROR, error_kind=kind, error_message=message.strip()
+    )

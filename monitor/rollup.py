@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.results import Outcome, ProbeResult
+from monitor.results import Outcome, ProbeResult, monitor_fault
 from monitor.sketch import LogHistogram, merge_many
 
-ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps")
-"""Metrics kept as histograms, over ok probes only (failed probes have partial timings)."""
+ROLLUP_METRICS = ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps", "network_ms")
+"""Metrics kept as histograms, over ok probes only (failed probes have partial timings);
+`network_ms` is connect + TLS of the probe's fresh connection."""
 
 RollupKey = tuple[tuple[str, str, str], str, str, datetime]
 """(target key (model, provider, route), vantage, workload, hour)."""
@@ -119,3 +120,36 @@ def fold(results: Iterable[ProbeResult], bin_s: int = 3600) -> dict[RollupKey, R
             rollup = out[key] = Rollup()
         rollup.add(r)
     return out
+
+
+def monitor_fault_deltas(failed: Iterable[ProbeResult], kind: str) -> dict[RollupKey, Rollup]:
+    """What storing these failed probes again as the monitor's own fault (`monitor_fault`, error
+    kind `kind`) does to their hourly rollups: per rollup, the counts that move (negative where
+    they leave). The probes stay counted (`n`) and keep their cost; failed probes and
+    `monitor_error` ones add no histogram, so none changes."""
+    out: dict[RollupKey, Rollup] = {}
+    for r in failed:
+        fault = monitor_fault(r, kind)
+        key = (r.target_key, r.vantage, r.workload, hour_of(r.started_at))
+        delta = out.get(key)
+        if delta is None:
+            delta = out[key] = Rollup()
+        delta.outcomes[r.outcome.value] -= 1
+        delta.outcomes[fault.outcome.value] += 1
+        if r.error_kind:
+            delta.error_kinds[r.error_kind] -= 1
+        if fault.error_kind:
+            delta.error_kinds[fault.error_kind] += 1
+    return out
+
+
+def recounted(stored: Rollup, delta: Rollup) -> Rollup:
+    """`stored` with the counts of `delta` added (some may be negative: `monitor_fault_deltas`);
+    a count that reaches zero is dropped. Histograms and cost are `stored`'s."""
+    return Rollup(
+        n=stored.n + delta.n,
+        outcomes=stored.outcomes + delta.outcomes,
+        error_kinds=stored.error_kinds + delta.error_kinds,
+        histograms=stored.histograms,
+        cost_usd=stored.cost_usd,
+    )

@@ -16,7 +16,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -64,8 +64,11 @@ class ProbeWriter:
         retry_interval_s: float = 2.0,
         db_timeout_s: float = 30.0,
         ack_s: float = 2.0,
-        on_stored: Callable[[Sequence[ProbeResult]], Awaitable[None]] | None = None,
+        start_down: bool = False,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
+        """`on_stored` is a wake-up called after each batch reaches the database (the alert
+        evaluator's: it reads what is new from the database itself)."""
         self._store = store
         self._spill = spill
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
@@ -76,7 +79,8 @@ class ProbeWriter:
         self._db_timeout_s = db_timeout_s
         self._ack_s = ack_s
         self._on_stored = on_stored
-        self._db_down = spill.size() > 0  # a spill left by an earlier run: replay it first
+        # A spill left by an earlier run is replayed first; a database away at start too.
+        self._db_down = start_down or spill.size() > 0
         self._next_retry = 0.0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -140,7 +144,7 @@ class ProbeWriter:
             n = await self._store.insert_probes(batch)
         if self._on_stored is not None:
             try:
-                await self._on_stored([r for _, r in batch])
+                self._on_stored()
             except Exception:  # the probes are stored; a listener's fault must not undo that
                 log.exception("after-store hook failed")
         return n

@@ -1,4 +1,6 @@
-"""Shared fixtures: the simulator served in-process on an ephemeral port, and probe helpers."""
+"""Shared fixtures: the simulator served in-process on an ephemeral port, provmon's HTTP
+session, fresh databases (SQLite and PostgreSQL), and the `postgres` marker put on every test
+that uses PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,27 +10,23 @@ import dataclasses
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.clock import utc_now
 from monitor.config import Config, Target, parse_config
-from monitor.probing.client import Prober
-from monitor.probing.throttle import Gates
-from monitor.simulator import DEMO_MODEL, Simulator, quirks_farm, run_simulator
+from monitor.probing.http import ClientSession, client_session
+from monitor.simulator import Simulator, quirks_farm, run_simulator
 from monitor.simulator.farm import Farm
 from monitor.storage.database import make_engine, upgrade
+from tests.factories import FAST_TIMEOUTS, config_doc, direct_target, openrouter_target
 
 API_KEY = "sk-sim-test-key-0123456789"
 SIM_THREAD_KEY = "sk-cli-test-secret-998877"
-FAST_TIMEOUTS = {"connect_s": 2, "first_token_s": 1.0, "idle_s": 0.5, "total_s": 5}
 
 
 @pytest.fixture
@@ -42,46 +40,30 @@ def make_config(sim: Simulator, *providers: str, route: str = "direct", **extra:
     """A config probing the named simulator providers by one route."""
     target_extra = extra.pop("target", {})
     if route == "direct":
-        targets: list[dict[str, Any]] = [
-            {
-                "route": "direct",
-                "model": DEMO_MODEL,
-                "provider": p,
-                "base_url": sim.direct_base_url(p),
-                "api_key_env": "SIM_KEY",
-                **target_extra,
-            }
+        targets = [
+            direct_target(sim.direct_base_url(p), p, key_env="SIM_KEY", **target_extra)
             for p in providers
         ]
     else:
-        targets = [{"route": "openrouter", "model": DEMO_MODEL, "providers": list(providers)}]
-    doc = {
-        "vantage": "test",
-        "timeouts": extra.pop("timeouts", FAST_TIMEOUTS),
-        "openrouter": {"base_url": sim.openrouter_base_url, "api_key_env": "SIM_KEY"},
-        "workloads": {"small": {"input_tokens": 20, "max_tokens": 20}},
-        "targets": targets,
-        **extra,
-    }
+        targets = [openrouter_target(providers)]
+    doc = config_doc(
+        targets,
+        **{
+            "vantage": "test",
+            "timeouts": FAST_TIMEOUTS,
+            "openrouter": {"base_url": sim.openrouter_base_url, "api_key_env": "SIM_KEY"},
+            "workloads": {"small": {"input_tokens": 20, "max_tokens": 20}},
+            **extra,
+        },
+    )
     return parse_config(doc, {"SIM_KEY": API_KEY})
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(trust_env=False) as s:
+async def session() -> AsyncIterator[ClientSession]:
+    """The HTTP session provmon itself uses (a fresh connection per probe)."""
+    async with client_session() as s:
         yield s
-
-
-def prober_for(
-    session: aiohttp.ClientSession, cfg: Config, now: Callable[[], datetime] | None = None
-) -> Prober:
-    return Prober(
-        session,
-        timeouts=cfg.timeouts,
-        vantage=cfg.vantage,
-        gates=Gates(cfg.limits_for),
-        now=now or utc_now,
-    )
 
 
 def only(cfg: Config) -> Target:
@@ -137,6 +119,15 @@ async def fresh_db(kind: str, tmp_path: Path) -> AsyncIterator[Db]:
     finally:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`postgres` on every test that needs the local PostgreSQL (`-m "not postgres"`)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses = set(getattr(item, "fixturenames", ()))
+        if params.get("db") == "postgresql" or uses & {"pg_db", "pg_database"}:
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

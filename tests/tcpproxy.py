@@ -34,6 +34,7 @@ class TcpProxy:
                 while await reader.read(65536):
                     pass
             self._writers.discard(writer)
+            writer.close()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)

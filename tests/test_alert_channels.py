@@ -17,6 +17,7 @@ import pytest
 from monitor.alerts.channels import SIGNATURE_HEADER, AppriseChannel, LogChannel, WebhookChannel
 from monitor.alerts.payloads import idempotency_key, trial_payload
 from monitor.errors import ChannelError
+from tests.factories import config_doc, write_config
 from tests.receivers import smtp_server, webhook_receiver
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -79,31 +80,31 @@ async def test_log_channel(caplog: pytest.LogCaptureFixture) -> None:
     assert "[FIRING] ProvmonTest" in record.getMessage()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 async def test_provmon_alerts_test_reports_each_channel(tmp_path: Path) -> None:
     async with webhook_receiver() as rx:
         with smtp_server() as (mailbox, port):
-            cfg = tmp_path / "provmon.toml"
-            cfg.write_text(
-                f"""
-vantage = "eu-west"
-[[alerts.channels]]
-name = "hook"
-type = "webhook"
-url_env = "HOOK_URL"
-hmac_secret_env = "HOOK_KEY"
-[[alerts.channels]]
-name = "mail"
-type = "apprise"
-url = "mailto://127.0.0.1:{port}?from=provmon@example.com&to=oncall@example.com"
-[[alerts.channels]]
-name = "log"
-type = "log"
-[[alerts.channels]]
-name = "dead"
-type = "webhook"
-url = "http://127.0.0.1:9/nothing-here"
-timeout_s = 2
-"""
+            mail = f"mailto://127.0.0.1:{port}?from=provmon@example.com&to=oncall@example.com"
+            channels = [
+                {
+                    "name": "hook",
+                    "type": "webhook",
+                    "url_env": "HOOK_URL",
+                    "hmac_secret_env": "HOOK_KEY",
+                },
+                {"name": "mail", "type": "apprise", "url": mail},
+                {"name": "log", "type": "log"},
+                {
+                    "name": "dead",
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:9/nothing-here",
+                    "timeout_s": 2,
+                },
+            ]
+            cfg = write_config(
+                tmp_path / "provmon.toml",
+                config_doc(vantage="eu-west", alerts={"channels": channels}),
             )
             env = {"HOOK_URL": rx.url, "HOOK_KEY": "k3y", "PATH": "/usr/bin:/bin"}
             proc = await asyncio.create_subprocess_exec(

@@ -16,27 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.alerts.channels import build_channels
-from monitor.alerts.connectivity import ConnectivityCheck
-from monitor.alerts.service import Alerting
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
-from monitor.daemon import Monitor
+from monitor.runtime import Daemon, Pacing, build_daemon
 from monitor.simulator import DEMO_MODEL, Farm, ProviderProfile, ServedModel, run_simulator
-from monitor.spill import SpillFile
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import make_engine, upgrade
-from monitor.storage.store import Store
-from monitor.writer import ProbeWriter
-from tests.conftest import prober_for
+from tests.factories import config_doc, direct_target
 from tests.receivers import WebhookReceiver, webhook_receiver
 from tests.tcpproxy import TcpProxy
 
+pytestmark = pytest.mark.slow  # each runs the daemon for seconds
+
 KEY = "sk-alert-test-key-42"
 INTERVAL_S = 0.3
+FAST = Pacing(
+    writer_flush_s=0.05, outbox_poll_s=0.2, connectivity_timeout_s=1, connectivity_fresh_s=0.2
+)
 
 
 def profile(name: str, **kw: Any) -> ProviderProfile:
@@ -47,12 +46,16 @@ def profile(name: str, **kw: Any) -> ProviderProfile:
 
 @dataclass
 class Rig:
-    cfg: Config
-    monitor: Monitor
-    writer: ProbeWriter
-    alerting: Alerting
-    store: AlertStore
+    daemon: Daemon
     receiver: WebhookReceiver
+
+    @property
+    def cfg(self) -> Config:
+        return self.daemon.cfg
+
+    @property
+    def store(self) -> AlertStore:
+        return self.daemon.alerting.store
 
     async def rounds(self, duration_s: float) -> None:
         """Burst rounds every INTERVAL_S for `duration_s`, as the scheduler would."""
@@ -61,7 +64,7 @@ class Rig:
         slot = loop.time()
         while slot < end:
             await asyncio.sleep(max(0.0, slot - loop.time()))
-            await self.monitor.run_round()
+            await self.daemon.run_round()
             slot += INTERVAL_S
 
 
@@ -74,63 +77,33 @@ async def running(
     alerts: dict[str, Any] | None = None,
     maintenance: Sequence[dict[str, Any]] = (),
 ) -> AsyncIterator[Rig]:
-    async with webhook_receiver() as rx, aiohttp.ClientSession(trust_env=False) as session:
-        doc = {
-            "vantage": "test",
-            "timeouts": {"connect_s": 1, "first_token_s": 1, "idle_s": 0.5, "total_s": 3},
-            "workloads": {"small": {"input_tokens": 10, "max_tokens": 8}},
-            "schedule": {"interval_s": 1, "jitter_s": 0},
-            "alerts": {
+    """The daemon `provmon run` builds, in burst mode (the test runs the probe rounds; the
+    connectivity check keeps its schedule), alerting to a real webhook receiver."""
+    async with webhook_receiver() as rx:
+        doc = config_doc(
+            [{"workloads": ["small"], **t} for t in targets],
+            spill=tmp_path / "spill.jsonl",
+            vantage="test",
+            timeouts={"connect_s": 1, "first_token_s": 1, "idle_s": 0.5, "total_s": 3},
+            workloads={"small": {"input_tokens": 10, "max_tokens": 8}},
+            schedule={"interval_s": 1, "jitter_s": 0},
+            alerts={
                 "channels": [
                     {"name": "hook", "type": "webhook", "url": rx.url},
                     {"name": "log", "type": "log"},
                 ],
                 **(alerts or {}),
             },
-            "maintenance": list(maintenance),
-            "targets": [{"workloads": ["small"], **t} for t in targets],
-        }
+            maintenance=list(maintenance),
+        )
         cfg = parse_config(doc, {"K": KEY, "BAD": "sk-wrong-key-000000"})
         # Rounds come faster than a config may ask for (intervals are >= 1 s): burst mode.
         cfg = dataclasses.replace(
             cfg, schedule=cfg.schedule.model_copy(update={"interval_s": INTERVAL_S})
         )
-        store = AlertStore(engine)
-        alerting = Alerting(cfg, store, build_channels(cfg.channels, session), poll_s=0.2)
-        if cfg.alerts.connectivity_url:
-            alerting.watch(
-                ConnectivityCheck(
-                    session,
-                    cfg.alerts.connectivity_url,
-                    timeout_s=1,
-                    fresh_s=0.2,
-                    on_change=alerting.connectivity_changed,
-                )
-            )
-        writer = ProbeWriter(
-            Store(engine),
-            SpillFile(tmp_path / "spill.jsonl"),
-            flush_interval_s=0.05,
-            on_stored=alerting.stored,
-        )
-        writer.start()
-        reachable = alerting.connectivity.reachable if alerting.connectivity else None
-        monitor = Monitor(cfg, prober_for(session, cfg), writer, Store(engine), reachable=reachable)
-        alerting.start()
-
-        async def check_every() -> None:  # the daemon's scheduled connectivity job
-            while True:
-                await asyncio.sleep(cfg.alerts.connectivity_every_s)
-                await alerting.check_connectivity()
-
-        checker = asyncio.create_task(check_every())
-        rig = Rig(cfg, monitor, writer, alerting, store, rx)
-        try:
-            yield rig
-        finally:
-            checker.cancel()
-            await writer.close()
-            await alerting.stop()
+        async with build_daemon(cfg, engine=engine, pacing=FAST) as daemon:
+            await daemon.start(burst=True)
+            yield Rig(daemon, rx)
 
 
 @contextlib.asynccontextmanager
@@ -144,13 +117,7 @@ async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 
 def direct(base_url: str, name: str, key_env: str = "K") -> dict[str, Any]:
-    return {
-        "route": "direct",
-        "model": DEMO_MODEL,
-        "provider": name,
-        "base_url": base_url,
-        "api_key_env": key_env,
-    }
+    return direct_target(base_url, name, key_env=key_env)
 
 
 async def test_outage_flapping_rate_limited_and_misconfigured(tmp_path: Path) -> None:

@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from monitor.simulator import DEMO_MODEL, Farm, ProviderProfile, ServedModel, run_simulator
+from tests.factories import TINY, config_doc, direct_target, write_config
 from tests.receivers import webhook_receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 KEY = "sk-restart-test-key-7"
 
@@ -45,40 +50,21 @@ async def test_kill_9_between_write_and_send_loses_and_repeats_nothing(tmp_path:
     db = tmp_path / "p.db"
     async with run_simulator(farm) as sim, webhook_receiver() as rx:
         rx.fail = 10**6  # the receiver is broken: notifications wait in the outbox
-        cfg = tmp_path / "provmon.toml"
-        cfg.write_text(
-            f"""
-vantage = "proc"
-[timeouts]
-first_token_s = 2
-total_s = 5
-[workloads.tiny]
-input_tokens = 10
-max_tokens = 5
-[database]
-url = "sqlite+aiosqlite:///{db}"
-spill_path = "{tmp_path / "spill.jsonl"}"
-[schedule]
-interval_s = 1
-jitter_s = 0.05
-drain_s = 2
-[alerts]
-retry_base_s = 0.2
-retry_max_attempts = 1000
-[[alerts.channels]]
-name = "hook"
-type = "webhook"
-url = "{rx.url}"
-timeout_s = 2
-[[targets]]
-route = "direct"
-model = "{DEMO_MODEL}"
-provider = "Down"
-base_url = "{sim.direct_base_url("down")}"
-api_key_env = "K"
-workloads = ["tiny"]
-"""
+        doc = config_doc(
+            [direct_target(sim.direct_base_url("down"), "Down", key_env="K", workloads=["tiny"])],
+            database=db,
+            spill=tmp_path / "spill.jsonl",
+            vantage="proc",
+            timeouts={"first_token_s": 2, "total_s": 5},
+            workloads={"tiny": TINY},
+            schedule={"interval_s": 1, "jitter_s": 0.05, "drain_s": 2},
+            alerts={
+                "retry_base_s": 0.2,
+                "retry_max_attempts": 1000,
+                "channels": [{"name": "hook", "type": "webhook", "url": rx.url, "timeout_s": 2}],
+            },
         )
+        cfg = write_config(tmp_path / "provmon.toml", doc)
         env = {"K": KEY, "PATH": "/usr/bin:/bin"}
         run = [sys.executable, "-m", "monitor"]
         upgrade = await asyncio.create_subprocess_exec(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.alerts.model import (
+from monitor.alert_model import (
     MASS_FAILURE_KIND,
     ConfigChange,
     Event,

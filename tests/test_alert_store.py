@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor import app
+from monitor.alert_model import MASS_FAILURE_KIND, IncidentKind, OutboxStatus, Status
 from monitor.alerts.delivery import OutboxSender, backoff_s
 from monitor.alerts.evaluator import Evaluator
-from monitor.alerts.model import MASS_FAILURE_KIND, IncidentKind, OutboxStatus, Status
 from monitor.config import Config, Secret, parse_config
 from monitor.errors import ChannelError
 from monitor.results import Outcome, ProbeResult
@@ -419,6 +419,7 @@ async def test_incidents_command(tmp_path: Path, clock: Clock) -> None:
     assert out.getvalue().splitlines() == [json.dumps(doc)]  # the open one still counts
 
 
+@pytest.mark.slow
 async def test_a_target_far_behind_does_not_starve_the_others(tmp_path: Path) -> None:
     """One target probed every 6 h, 19 every minute: after 300 minutes three of the busy ones
     fail three times and must go DOWN, however far behind the slow one's mark is."""
@@ -484,7 +485,7 @@ async def test_slow_sends_never_let_a_second_monitor_send_the_same_row(tmp_path:
     older than the 60 s lease, and another monitor's sender looks for abandoned rows."""
     from datetime import UTC
 
-    from monitor.alerts.model import IncidentKind, OutboxStatus
+    from monitor.alert_model import IncidentKind, OutboxStatus
 
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
     await upgrade(engine)
@@ -492,9 +493,9 @@ async def test_slow_sends_never_let_a_second_monitor_send_the_same_row(tmp_path:
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
     async with store.unit() as u:
         for i in range(8):
-            inc = await u.open_incident(IncidentKind.MONITOR, None, f"v{i}", t0, t0)
+            inc = await u.incidents.open(IncidentKind.MONITOR, None, f"v{i}", t0, t0)
             payload = {"status": "firing", "alerts": [{"labels": {}, "annotations": {}}]}
-            await u.add_outbox(inc.id, "firing", "oncall", payload, OutboxStatus.PENDING, t0)
+            await u.outbox.add(inc.id, "firing", "oncall", payload, OutboxStatus.PENDING, t0)
     clock = [t0]
     sent: list[str] = []
 

@@ -11,7 +11,7 @@ from monitor.probing.chunks import DONE, Chunk, Malformed, StreamError, Usage, r
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
 from monitor.probing.metrics import Prices, StreamMeter, decode_tps, is_buffered, measure
 from monitor.probing.sse import SSEEvent
-from monitor.probing.tokens import TokenCounter, estimate_tokens
+from monitor.probing.tokens import TokenCounter, TokenTally, estimate_tokens
 from monitor.results import Outcome, TokenSource
 
 MS = 1_000_000
@@ -85,7 +85,7 @@ def test_meter_timings_reasoning_then_answer() -> None:
     feed(m, 300, delta(content="Yes"))  # first answer
     feed(m, 400, delta(content="!"))  # last token
     feed(m, 410, {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 9}})
-    r = measure(m, 500 * MS, counter=TokenCounter(), prompt_tokens_estimate=5, prices=None)
+    r = measure(m, 500 * MS, prompt_tokens=5, prices=None)
     assert r.ttft_ms == 100
     assert r.ttfa_ms == 300
     assert r.latency_ms == 500
@@ -103,7 +103,7 @@ def test_usage_on_every_chunk_is_never_summed() -> None:
     m = StreamMeter(t0_ns=0)
     for i in range(1, 6):
         feed(m, 10 * i, {**delta(content="ab"), "usage": {"completion_tokens": i}})
-    r = measure(m, 60 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=None)
+    r = measure(m, 60 * MS, prompt_tokens=None, prices=None)
     assert r.output_tokens == 5
 
 
@@ -111,17 +111,17 @@ def test_without_usage_tokens_are_estimated_from_text() -> None:
     m = StreamMeter(t0_ns=0)
     feed(m, 10, delta(content="a" * 40))
     feed(m, 20, delta(content="b" * 40))
-    r = measure(m, 30 * MS, counter=TokenCounter(), prompt_tokens_estimate=12, prices=None)
+    r = measure(m, 30 * MS, prompt_tokens=12, prices=None)
     assert r.token_source is TokenSource.ESTIMATE
     assert r.output_tokens == estimate_tokens("a" * 40 + "b" * 40) == 20
     assert r.input_tokens == 12
 
 
 def test_tokenizer_counter_is_used_when_given() -> None:
-    m = StreamMeter(t0_ns=0)
-    feed(m, 10, delta(content="one two three"))
     counter = TokenCounter(lambda text: len(text.split()))
-    r = measure(m, 20 * MS, counter=counter, prompt_tokens_estimate=None, prices=None)
+    m = StreamMeter(t0_ns=0, tally=TokenTally(counter))
+    feed(m, 10, delta(content="one two three"))
+    r = measure(m, 20 * MS, prompt_tokens=None, prices=None)
     assert (r.output_tokens, r.token_source) == (3, TokenSource.TOKENIZER)
 
 
@@ -130,7 +130,7 @@ def test_buffered_stream_has_no_decode_speed() -> None:
     for _ in range(12):
         feed(m, 950, delta(content="tok "))  # all in one read
     feed(m, 950, {"choices": [], "usage": {"completion_tokens": 12}})
-    r = measure(m, 1000 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=None)
+    r = measure(m, 1000 * MS, prompt_tokens=None, prices=None)
     assert r.decode_tps is None
     assert r.buffered is True
     assert r.e2e_tps == pytest.approx(12.0)
@@ -140,11 +140,11 @@ def test_cost_from_usage_wins_over_prices_and_prices_apply_otherwise() -> None:
     prices = Prices(input_per_mtok=1.0, output_per_mtok=3.0)
     m = StreamMeter(t0_ns=0)
     feed(m, 10, {**delta(content="x"), "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
-    r = measure(m, 20 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=prices)
+    r = measure(m, 20 * MS, prompt_tokens=None, prices=prices)
     assert r.cost_usd == pytest.approx((1000 * 1.0 + 100 * 3.0) / 1e6)
-    feed(m, 15, {"choices": [], "usage": {"completion_tokens": 100, "cost": 0.5}})
-    r = measure(m, 20 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=prices)
-    assert r.cost_usd == 0.5
+    feed(m, 15, {"choices": [], "usage": {"completion_tokens": 100, "cost": 0.005}})
+    r = measure(m, 20 * MS, prompt_tokens=None, prices=prices)
+    assert r.cost_usd == 0.005
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,8 @@ def test_buffered_threshold() -> None:
         (408, Outcome.SERVER_ERROR),
         (500, Outcome.SERVER_ERROR),
         (503, Outcome.SERVER_ERROR),
-        (302, Outcome.SERVER_ERROR),
+        (302, Outcome.CLIENT_ERROR),
+        (307, Outcome.CLIENT_ERROR),
     ],
 )
 def test_http_status_outcomes(status: int, outcome: Outcome) -> None:
@@ -262,6 +263,6 @@ def test_buffered_stream_split_over_two_reads_still_has_no_decode_speed() -> Non
     for i in range(300):
         feed(m, 2000 if i < 150 else 2000.05, delta(content="tok "))
     feed(m, 2000.05, {"choices": [], "usage": {"completion_tokens": 300}})
-    r = measure(m, 2001 * MS, counter=TokenCounter(), prompt_tokens_estimate=None, prices=None)
+    r = measure(m, 2001 * MS, prompt_tokens=None, prices=None)
     assert r.buffered is True
     assert r.decode_tps is None

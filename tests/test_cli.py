@@ -12,6 +12,8 @@ from monitor.cli import main
 from monitor.config import parse_config
 from monitor.simulator import DEMO_MODEL, Simulator
 from tests.conftest import SIM_THREAD_KEY as KEY
+from tests.factories import config_doc, direct_target, openrouter_target
+from tests.factories import write_config as write_config_file
 
 SECTION2_FIELDS = {
     "ttft_ms",
@@ -39,35 +41,19 @@ SECTION2_FIELDS = {
 
 
 def write_config(tmp_path: Path, sim: Simulator) -> Path:
-    path = tmp_path / "provmon.toml"
-    path.write_text(
-        f"""
-vantage = "cli-test"
-[timeouts]
-first_token_s = 2
-idle_s = 1
-total_s = 5
-[workloads.small]
-input_tokens = 20
-max_tokens = 10
-[openrouter]
-base_url = "{sim.openrouter_base_url}"
-api_key_env = "SIM_KEY"
-[[targets]]
-route = "openrouter"
-model = "{DEMO_MODEL}"
-providers = ["plain", "http-500"]
-workloads = ["small"]
-[[targets]]
-route = "direct"
-model = "{DEMO_MODEL}"
-provider = "comments"
-base_url = "{sim.direct_base_url("comments")}"
-api_key_env = "SIM_KEY"
-workloads = ["small"]
-"""
+    doc = config_doc(
+        [
+            openrouter_target(["plain", "http-500"], workloads=["small"]),
+            direct_target(
+                sim.direct_base_url("comments"), "comments", key_env="SIM_KEY", workloads=["small"]
+            ),
+        ],
+        vantage="cli-test",
+        timeouts={"first_token_s": 2, "idle_s": 1, "total_s": 5},
+        workloads={"small": {"input_tokens": 20, "max_tokens": 10}},
+        openrouter={"base_url": sim.openrouter_base_url, "api_key_env": "SIM_KEY"},
     )
-    return path
+    return write_config_file(tmp_path / "provmon.toml", doc)
 
 
 def test_probe_json_prints_one_object_per_probe(
@@ -180,10 +166,9 @@ def test_discover_unknown_model_is_a_clear_error(
 def test_check_good_and_bad(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = tmp_path / "good.toml"
-    good.write_text(
-        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/p.db"\n'
-        '[[targets]]\nroute = "openrouter"\nmodel = "a/b"\nproviders = ["X", "Y"]\n'
+    good = write_config_file(
+        tmp_path / "good.toml",
+        config_doc([openrouter_target(["X", "Y"], model="a/b")], database=tmp_path / "p.db"),
     )
     monkeypatch.setenv("OPENROUTER_API_KEY", "k")
     assert main(["check", "-c", str(good)]) == 1  # config fine, database not migrated
@@ -198,8 +183,7 @@ def test_check_good_and_bad(
     assert main(["check", "-c", str(good)]) == 2
     err = capsys.readouterr().err
     assert "openrouter.api_key_env: environment variable OPENROUTER_API_KEY is not set" in err
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[timeouts]\nidle_s = 'soon'\n")
+    bad = write_config_file(tmp_path / "bad.toml", config_doc(timeouts={"idle_s": "soon"}))
     assert main(["check", "-c", str(bad)]) == 2
     assert "timeouts.idle_s" in capsys.readouterr().err
     assert main(["check", "-c", str(tmp_path / "missing.toml")]) == 2
@@ -218,10 +202,20 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert "demo" in capsys.readouterr().out
 
 
-def test_demo_runs_and_compares_providers(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--duration", "6", "--interval", "1"])
+@pytest.mark.slow
+def test_demo_runs_and_compares_providers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    workdir = tmp_path / "demo"
+    code = main(["demo", "--duration", "6", "--interval", "1", "--dir", str(workdir)])
     out = capsys.readouterr().out
     assert code == 0
+    assert list(here.iterdir()) == []  # everything went under --dir
+    assert (workdir / "provmon-demo.db").exists()
+    assert list((workdir / "reports").glob("*/*/report.html"))
     for provider in ("Swiftly", "Budget", "Flaky", "Throttled"):
         assert provider in out
     assert "uptime%" in out
@@ -231,15 +225,17 @@ def test_demo_runs_and_compares_providers(capsys: pytest.CaptureFixture[str]) ->
 def test_database_trouble_is_a_message_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = tmp_path / "provmon.toml"
-    cfg.write_text('[database]\nurl = "postgresql+asyncpg://nobody@127.0.0.1:1/none"\n')
+    cfg = write_config_file(
+        tmp_path / "provmon.toml",
+        config_doc(database="postgresql+asyncpg://nobody@127.0.0.1:1/none"),
+    )
     for command in (["status"], ["report"], ["incidents"], ["check"], ["db", "upgrade"]):
         assert main([*command, "-c", str(cfg)]) == 1, command
         err = capsys.readouterr().err
         assert "cannot reach the database" in err, (command, err)
         assert "Traceback" not in err
     monkeypatch.setenv("DB_URL", "postgresql://u:secret@127.0.0.1/db")
-    cfg.write_text('[database]\nurl_env = "DB_URL"\n')
+    write_config_file(cfg, config_doc(database={"url_env": "DB_URL"}))
     assert main(["check", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "database.url_env: the URL in DB_URL must start with" in err

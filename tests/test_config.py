@@ -190,3 +190,19 @@ def test_tiktoken_counter_from_a_local_bpe_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read tokenizer file"):
         tiktoken_counter(tmp_path / "missing.tiktoken")
     assert estimate_tokens("abcd" * 10) == 10
+
+
+def test_probe_byte_cap_and_target_tokenizer(tmp_path: Path) -> None:
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text("{}")
+    target = {"route": "direct", "model": "m", "provider": "p", "base_url": "http://h/v1"}
+    cfg = parse_config(
+        {"probe": {"max_stream_bytes": 65536}, "targets": [{**target, "tokenizer": str(tok)}]}, {}
+    )
+    assert cfg.probe.max_stream_bytes == 65536
+    assert cfg.targets[0].tokenizer == str(tok)
+    assert parse_config({}, {}).probe.max_stream_bytes == 16 * 1024 * 1024
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.tokenizer: no such file"):
+        parse_config({"targets": [{**target, "tokenizer": str(tmp_path / "nope.json")}]}, {})
+    with pytest.raises(ConfigError, match=r"probe\.max_stream_bytes"):
+        parse_config({"probe": {"max_stream_bytes": 10}}, {})

@@ -25,8 +25,10 @@ from monitor.probing.openrouter_errors import (
     stream_error_kind,
 )
 from monitor.results import Outcome
+from monitor.runtime import make_prober
 from monitor.simulator import DEMO_MODEL, Simulator, demo_farm, run_simulator
-from tests.conftest import API_KEY, FAST_TIMEOUTS, make_config, only, prober_for
+from tests.conftest import API_KEY, make_config, only
+from tests.factories import FAST_TIMEOUTS
 
 UPSTREAM_500 = json.dumps({"error": {"message": "worker crashed", "code": 500}})
 UPSTREAM_503 = json.dumps({"error": {"message": "Service Unavailable: model overloaded"}})
@@ -96,13 +98,13 @@ async def test_the_simulators_openrouter_front(
     sim: Simulator, session: aiohttp.ClientSession, quirk: str, outcome: Outcome, kind: str
 ) -> None:
     cfg = make_config(sim, quirk, route="openrouter")
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert (r.outcome, r.error_kind) == (outcome, kind), r
     truth = [t for t in sim.farm.truth if t.route == "openrouter"][-1]
     assert (truth.provider, truth.outcome) == (quirk, outcome)
     # The same faults straight from the provider keep their plain kinds.
     direct = make_config(sim, quirk)
-    d = await prober_for(session, direct).probe(only(direct), direct.workloads["small"])
+    d = await make_prober(session, direct).probe(only(direct), direct.workloads["small"])
     assert d.error_kind is None or not d.error_kind.startswith("openrouter.")
 
 
@@ -112,7 +114,7 @@ async def test_the_demos_flaky_provider_shows_its_outage_as_no_capacity(
     farm = demo_farm(seed=3, api_key=API_KEY, outage_start_s=0.0, outage_duration_s=3600.0)
     async with run_simulator(farm) as sim:
         cfg = make_config(sim, "Flaky", route="openrouter", timeouts={"first_token_s": 10})
-        r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+        r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert (r.outcome, r.error_kind) == (Outcome.STREAM_ERROR, NO_CAPACITY), r
 
 
@@ -176,7 +178,7 @@ async def test_http_error_objects_from_an_openrouter_like_server(
         },
         {"KEY": API_KEY},
     )
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     for target in cfg.targets:
         r = await prober.probe(target, cfg.workloads["small"])
         assert (r.outcome, r.error_kind) == KIND[target.provider], r

@@ -124,6 +124,7 @@ def test_every_report_format_carries_the_tail_percentiles() -> None:
     assert "low tail for decode and e2e tokens/s" in render_markdown(report, {})
 
 
+@pytest.mark.slow
 async def test_a_week_frozen_before_the_convention_is_shown_as_it_was(
     migrated: AsyncEngine, tmp_path: Path
 ) -> None:

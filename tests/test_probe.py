@@ -15,10 +15,11 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.results import Outcome, TokenSource
+from monitor.runtime import make_prober
 from monitor.simulator import DEMO_MODEL, QUIRKS, Simulator, run_simulator
 from monitor.simulator.farm import Farm
 from monitor.simulator.profiles import ProviderProfile, ServedModel
-from tests.conftest import API_KEY, make_config, only, prober_for
+from tests.conftest import API_KEY, make_config, only
 
 # Faults whose outcome a correct monitor records, with the error_kind it should name.
 EXPECTED_KIND = {
@@ -41,7 +42,7 @@ async def test_each_quirk_direct_matches_ground_truth(
     sim: Simulator, session: aiohttp.ClientSession, quirk: str
 ) -> None:
     cfg = make_config(sim, quirk)
-    result = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    result = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     truth = [t for t in sim.farm.truth if t.provider == quirk]
     assert truth, "the simulator saw no request"
     intended = truth[-1]
@@ -71,7 +72,7 @@ async def test_plain_timings_match_what_was_sent(
     sim: Simulator, session: aiohttp.ClientSession, route: str
 ) -> None:
     cfg = make_config(sim, "plain", route=route)
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     results = [await prober.probe(only(cfg), cfg.workloads["small"]) for _ in range(3)]
     records = [t for t in sim.farm.truth if t.provider == "plain"]
     for result, truth in zip(results, records, strict=True):
@@ -100,7 +101,7 @@ async def test_reasoning_tokens_count_for_ttft_not_ttfa(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "reasoning", "reasoning-field")
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     for target in cfg.targets:
         r = await prober.probe(target, cfg.workloads["small"])
         assert r.outcome is Outcome.OK
@@ -111,23 +112,23 @@ async def test_reasoning_tokens_count_for_ttft_not_ttfa(
         assert r.output_tokens == truth.output_tokens  # reasoning included
 
 
-async def test_usage_on_every_chunk_is_not_summed_and_no_usage_is_estimated(
+async def test_usage_on_every_chunk_is_not_summed_and_no_usage_is_counted(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "usage-every", "usage-none")
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     every, none = [await prober.probe(t, cfg.workloads["small"]) for t in cfg.targets]
     assert every.output_tokens == 20
     assert every.token_source is TokenSource.USAGE
-    assert none.token_source is TokenSource.ESTIMATE
-    assert none.output_tokens is not None
-    assert 15 <= none.output_tokens <= 30
-    assert none.input_tokens is not None  # estimated from the prompt
+    # No usage: counted with tiktoken's cl100k_base, exact for the simulator's one-token words.
+    assert none.token_source is TokenSource.TOKENIZER
+    assert none.output_tokens == 20
+    assert none.input_tokens is not None  # counted from the prompt
 
 
 async def test_several_tokens_per_chunk(sim: Simulator, session: aiohttp.ClientSession) -> None:
     cfg = make_config(sim, "multi-token")
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert r.outcome is Outcome.OK
     assert r.output_tokens == 20
     assert r.chunks == 5  # chunks are not tokens
@@ -135,7 +136,7 @@ async def test_several_tokens_per_chunk(sim: Simulator, session: aiohttp.ClientS
 
 async def test_buffered_stream_is_flagged(sim: Simulator, session: aiohttp.ClientSession) -> None:
     cfg = make_config(sim, "buffered")
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert r.outcome is Outcome.OK
     assert r.buffered is True
     assert r.decode_tps is None
@@ -146,7 +147,7 @@ async def test_stream_options_rejection_retries_once_and_is_remembered(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "rejects-stream-options")
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     target = only(cfg)
     first = await prober.probe(target, cfg.workloads["small"])
     assert first.outcome is Outcome.OK
@@ -159,7 +160,7 @@ async def test_stream_options_rejection_retries_once_and_is_remembered(
 
 async def test_rate_limit_keeps_retry_after(sim: Simulator, session: aiohttp.ClientSession) -> None:
     cfg = make_config(sim, "rate-limited")
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     first = await prober.probe(only(cfg), cfg.workloads["small"])
     second = await prober.probe(only(cfg), cfg.workloads["small"])
     assert first.outcome is Outcome.OK
@@ -173,7 +174,7 @@ async def test_http_429_fault_has_retry_after(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "http-429")
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert r.outcome is Outcome.RATE_LIMITED
     assert r.retry_after_s is not None
 
@@ -182,7 +183,7 @@ async def test_error_after_200_keeps_the_message(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "error-after-200")
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert r.outcome is Outcome.STREAM_ERROR
     assert r.http_status == 200
     assert r.error_message
@@ -210,7 +211,7 @@ async def test_openrouter_route(
     cfg = make_config(sim, quirk, route="openrouter")
     target = only(cfg)
     assert target.route == "openrouter"
-    r = await prober_for(session, cfg).probe(target, cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(target, cfg.workloads["small"])
     assert (r.outcome, r.error_kind) == (outcome, kind), r
     assert r.route == "openrouter"
     truth = [t for t in sim.farm.truth if t.route == "openrouter"][-1]
@@ -236,7 +237,7 @@ async def test_wrong_key_is_a_client_error_and_never_shown(
         ],
     }
     cfg = parse_config(doc, {"BAD": "sk-wrong-secret-value-42"})
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
     assert (r.outcome, r.error_kind) == (Outcome.CLIENT_ERROR, "http.401")
     assert "sk-wrong-secret-value-42" not in json.dumps(r.to_json())
 
@@ -268,7 +269,7 @@ async def test_provider_echoing_the_key_is_redacted(session: aiohttp.ClientSessi
             },
             {"K": key},
         )
-        r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
+        r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
     assert r.outcome is Outcome.SERVER_ERROR
     assert r.error_message
     assert "***" in r.error_message
@@ -295,7 +296,7 @@ async def test_connection_refused(session: aiohttp.ClientSession) -> None:
         },
         {},
     )
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
     assert (r.outcome, r.error_kind) == (Outcome.CONNECTION_ERROR, "conn.refused")
 
 
@@ -330,7 +331,7 @@ async def test_connect_timeout_on_a_listener_that_never_accepts(
             {},
         )
         start = time.monotonic()
-        r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
+        r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
         elapsed = time.monotonic() - start
     finally:
         for f in fillers:
@@ -349,7 +350,7 @@ async def test_total_deadline(sim: Simulator, session: aiohttp.ClientSession) ->
         "plain",
         timeouts={"connect_s": 1, "first_token_s": 0.05, "idle_s": 1, "total_s": 0.05},
     )
-    r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["small"])
+    r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["small"])
     assert r.outcome is Outcome.TIMEOUT
     assert r.error_kind == "timeout.total"
 
@@ -384,7 +385,7 @@ async def test_garbage_server_is_a_recorded_outcome(session: aiohttp.ClientSessi
             },
             {},
         )
-        r = await prober_for(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
+        r = await make_prober(session, cfg).probe(only(cfg), cfg.workloads["heartbeat"])
     assert (r.outcome, r.error_kind) == (Outcome.STREAM_ERROR, "stream.not_sse")
     assert r.error_message is not None
     assert "not a stream" in r.error_message
@@ -394,7 +395,7 @@ async def test_provider_gate_bounds_concurrency_and_rate(
     sim: Simulator, session: aiohttp.ClientSession
 ) -> None:
     cfg = make_config(sim, "plain", providers={"plain": {"concurrency": 1, "requests_per_s": 10}})
-    prober = prober_for(session, cfg)
+    prober = make_prober(session, cfg)
     start = time.monotonic()
     results = await asyncio.gather(
         *(prober.probe(only(cfg), cfg.workloads["heartbeat"]) for _ in range(4))

@@ -18,14 +18,16 @@ from monitor.config import Config, parse_config
 from monitor.maintenance import Window
 from monitor.reporting.build import build_model_report
 from monitor.reporting.job import build_reports, make_reports
+from monitor.reporting.model import report_from_json
 from monitor.reporting.periods import parse_week, span_period
+from monitor.reporting.render import methodology_lines, render_csv, render_json, render_markdown
 from monitor.results import Outcome, ProbeResult
 from monitor.rollup import Rollup, fold
 from monitor.stats import percentile
 from monitor.status import target_status
 from monitor.storage.schema import RollupRow
 from monitor.storage.store import Store
-from tests.factories import T0, result
+from tests.factories import T0, config_doc, direct_target, result, write_config
 
 FAIL = frozenset({"server_error", "timeout", "connection_error", "stream_error", "empty_response"})
 ACCT = Accounting(FAIL, min_samples=1)
@@ -149,6 +151,7 @@ async def test_frozen_week_is_the_same_after_pruning(migrated: AsyncEngine, tmp_
     assert after["rows"][0]["probes"] > 0
 
 
+@pytest.mark.slow
 async def test_provider_text_cannot_inject_markup(migrated: AsyncEngine, tmp_path: Path) -> None:
     evil = '<script>alert("x")</script>'
     probes = [
@@ -262,6 +265,7 @@ def test_status_windows() -> None:
     assert s.last_outcome == "ok"
 
 
+@pytest.mark.slow
 async def test_weekly_job_writes_last_week_once(migrated: AsyncEngine, tmp_path: Path) -> None:
     from monitor.daemon import Monitor
 
@@ -291,6 +295,7 @@ async def test_weekly_job_writes_last_week_once(migrated: AsyncEngine, tmp_path:
     assert "Alpha" in html.read_text()
 
 
+@pytest.mark.slow
 def test_report_and_status_commands(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,13 +305,9 @@ def test_report_and_status_commands(
     from monitor.storage.database import make_engine, upgrade
 
     db = tmp_path / "r.db"
-    cfg_path = tmp_path / "provmon.toml"
-    cfg_path.write_text(
-        f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
-        f'[reports]\nout_dir = "{tmp_path / "out"}"\n'
-        '[[targets]]\nroute = "direct"\nmodel = "acme/model-1"\nprovider = "Alpha"\n'
-        'base_url = "http://127.0.0.1:9/v1"\n'
-    )
+    target = direct_target("http://127.0.0.1:9/v1", "Alpha", model="acme/model-1")
+    doc = config_doc([target], database=db, reports={"out_dir": str(tmp_path / "out")})
+    cfg_path = write_config(tmp_path / "provmon.toml", doc)
 
     async def seed() -> None:
         engine = make_engine(f"sqlite+aiosqlite:///{db}")
@@ -381,3 +382,29 @@ def test_gaps_count_as_down_only_when_asked_and_never_above_100() -> None:
     fine = fold([p for p in probes if p.started_at >= short.start], 30)
     r = build_model_report("acme/model-1", short, fine, acct=down, now=AFTER_W47, bin_s=30)
     assert r.rows[0].uptime_pct == 100.0
+
+
+async def test_network_column_is_connect_plus_tls_p50(
+    migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    probes = [
+        result(
+            started_at=W47.start + timedelta(minutes=10 * i),
+            connect_ms=1.0 + i % 5,
+            tls_ms=10.0 if i % 2 else None,
+        )
+        for i in range(100)
+    ]
+    await store_all(migrated, probes)
+    (report,) = await build_reports(migrated, cfg_for(tmp_path), W47, AFTER_W47)
+    (row,) = report.rows
+    exact = sorted(p.network_ms for p in probes if p.network_ms is not None)
+    assert row.network_ms is not None
+    assert row.network_ms.p50 == pytest.approx(percentile(exact, 50), rel=0.01)
+    csv_text = render_csv(report)
+    assert "network_p50_ms" in csv_text.splitlines()[0]
+    assert "network p50 ms" in render_markdown(report, {})
+    assert any(line.startswith("network:") for line in methodology_lines(report))
+    doc = json.loads(render_json(report))
+    assert doc["rows"][0]["network_ms"]["p50"] == pytest.approx(row.network_ms.p50)
+    assert report_from_json(doc).rows[0].network_ms == row.network_ms

@@ -17,43 +17,31 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from monitor.simulator import DEMO_MODEL, Simulator
+from monitor.simulator import Simulator
 from monitor.storage.database import make_engine, upgrade
 from monitor.storage.store import Store
 from tests.conftest import API_KEY, IN_CI, PG_URL, SIM_THREAD_KEY
+from tests.factories import TINY, config_doc, direct_target, toml_text
 from tests.tcpproxy import TcpProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 def config_text(sim: Simulator, db_url: str, spill: Path, key_env: str) -> str:
-    targets = "".join(
-        f"""
-[[targets]]
-route = "direct"
-model = "{DEMO_MODEL}"
-provider = "{p}"
-base_url = "{sim.direct_base_url(p)}"
-api_key_env = "{key_env}"
-workloads = ["tiny"]
-interval_s = 1
-"""
+    targets = [
+        direct_target(sim.direct_base_url(p), p, key_env=key_env, workloads=["tiny"], interval_s=1)
         for p in ("plain", "comments", "usage-none")
+    ]
+    doc = config_doc(
+        targets,
+        database=db_url,
+        spill=spill,
+        vantage="proc",
+        timeouts={"first_token_s": 2, "idle_s": 1, "total_s": 5},
+        workloads={"tiny": TINY},
+        schedule={"jitter_s": 0.05, "drain_s": 5},
     )
-    return f"""
-vantage = "proc"
-[timeouts]
-first_token_s = 2
-idle_s = 1
-total_s = 5
-[workloads.tiny]
-input_tokens = 10
-max_tokens = 5
-[database]
-url = "{db_url}"
-spill_path = "{spill}"
-[schedule]
-jitter_s = 0.05
-drain_s = 5
-{targets}"""
+    return toml_text(doc)
 
 
 def sqlite_count(path: Path) -> int:
@@ -189,4 +177,72 @@ async def test_kill_9_while_database_is_away_loses_nothing(
     assert spilled_ids <= ids  # nothing the spill held was lost
     rollups = await store.rollups()
     assert sum(r.n for r in rollups.values()) == len(ids)  # and nothing counted twice
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("outage", ["refused", "black-holed"])
+async def test_starts_and_probes_while_the_database_is_away(
+    sim: Simulator, pg_database: str, tmp_path: Path, outage: str
+) -> None:
+    """`provmon run` started during an outage probes anyway (spilling), `check` still says the
+    database is unreachable, and every probe the simulator served is stored once it answers."""
+    engine = make_engine(pg_database)
+    await upgrade(engine)
+    store = Store(engine)
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    if outage == "refused":
+        await proxy.cut()
+    else:
+        proxy.hang()
+    spill = tmp_path / "spill.jsonl"
+    cfg = tmp_path / "provmon.toml"
+    via_proxy = pg_database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    cfg.write_text(config_text(sim, via_proxy, spill, "K"))
+    env = {"K": API_KEY, "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "monitor"]
+    check = await asyncio.create_subprocess_exec(
+        *base,
+        "check",
+        "-c",
+        str(cfg),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, check_err = await check.communicate()
+    assert check.returncode == 1
+    assert b"database" in check_err
+    sim.farm.truth.clear()
+    proc = await asyncio.create_subprocess_exec(
+        *base, "run", "-c", str(cfg), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+
+        async def spilling() -> bool:
+            return spill.exists() and len(spill.read_text().splitlines()) >= 6
+
+        await wait_until(spilling, 30, "probes spilled while the database is away")
+        assert await store.count_probes() == 0
+        if outage == "refused":
+            await proxy.restore()
+        else:
+            proxy.unhang()
+
+        async def replayed() -> bool:
+            return spill.stat().st_size == 0 and await store.count_probes() >= 6
+
+        await wait_until(replayed, 40, "the spill replayed once the database answers")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await proxy.cut()
+    served = [t for t in sim.farm.truth if t.closed_by == "server"]
+    ids = await store.probe_ids()
+    assert len(ids) == len(served)  # every probe served is stored, none twice
+    rollups = await store.rollups()
+    assert sum(r.n for r in rollups.values()) == len(ids)
     await engine.dispose()

@@ -9,6 +9,10 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 
 def test_simulate_serves_until_sigterm() -> None:
     with subprocess.Popen(

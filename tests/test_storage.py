@@ -25,6 +25,7 @@ from monitor.storage.database import (
     require_migrated,
     upgrade,
 )
+from monitor.storage.reports import probes_between
 from monitor.storage.schema import Base, ProbeRow
 from monitor.storage.store import Store
 from tests.conftest import Db
@@ -145,3 +146,20 @@ async def test_concurrent_target_creation(migrated: AsyncEngine) -> None:
     results = await asyncio.gather(*(s.target_ids(keys) for s in stores))
     assert all(r == results[0] for r in results)
     assert len(set(results[0].values())) == 5
+
+
+async def test_probe_phases_itl_and_flags_are_stored(migrated: AsyncEngine) -> None:
+    store = Store(migrated)
+    r = result(
+        dns_ms=1.5,
+        connect_ms=0.25,
+        tls_ms=3.0,
+        ttfb_ms=150.0,
+        itl_p50_ms=20.0,
+        itl_p99_ms=45.5,
+        max_gap_ms=60.0,
+        flags="cost_implausible,usage_implausible",
+    )
+    assert await store.insert_probes([("p" * 32, r)]) == 1
+    [back] = await probes_between(migrated, T0, T0 + timedelta(hours=1))
+    assert back == r

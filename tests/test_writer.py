@@ -214,6 +214,7 @@ def spilled_ids(spill: SpillFile) -> set[str]:
     return {pid for pid, _ in records}
 
 
+@pytest.mark.slow
 async def test_a_hung_database_is_spilled_within_ack_s(
     proxied_pg: tuple[TcpProxy, AsyncEngine], tmp_path: Path
 ) -> None:
@@ -245,6 +246,7 @@ async def test_a_hung_database_is_spilled_within_ack_s(
     assert sum(r.n for r in (await store.rollups()).values()) == 60
 
 
+@pytest.mark.slow
 async def test_close_is_bounded_while_the_database_hangs(
     proxied_pg: tuple[TcpProxy, AsyncEngine], tmp_path: Path
 ) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from monitor.alert_model import OutboxItem, OutboxStatus
 from monitor.alerts.channels import Notifier
-from monitor.alerts.model import OutboxItem, OutboxStatus
 from monitor.clock import utc_now
 from monitor.config.sections import AlertSettings
 from monitor.errors import ChannelError, StoreUnavailable

@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from monitor.alerts.model import Incident, IncidentKind
+from monitor.alert_model import Incident, IncidentKind
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 """Alertmanager's `endsAt` for an alert that has not ended."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from monitor.alerts.model import (
+from monitor.alert_model import (
     MASS_FAILURE_KIND,
     ConfigChange,
     Event,

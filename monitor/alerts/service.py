@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from monitor.alerts.channels import Notifier
@@ -17,7 +17,6 @@ from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.errors import StoreUnavailable
 from monitor.logs import OnceWhileFailing
-from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.storage.alerts import AlertStore
 
@@ -66,8 +65,13 @@ class Alerting:
         self.evaluator.connectivity_note = note
         self._wake.set()
 
-    async def stored(self, results: Sequence[ProbeResult]) -> None:
-        """The writer's `on_stored`: probes are in the database, evaluate soon."""
+    def budget_changed(self, note: str | None) -> None:
+        """The daily budget was spent (`note` says so) or reset (None): a monitor alert."""
+        self.evaluator.budget_note = note
+        self._wake.set()
+
+    def wake(self) -> None:
+        """The writer's `on_stored`: new probes are in the database, evaluate soon."""
         self._wake.set()
 
     async def evaluate(self) -> PassReport | None:
@@ -126,14 +130,17 @@ class Alerting:
             asyncio.create_task(self.sender.run(), name="outbox-sender"),
         ]
 
-    async def stop(self, flush_s: float = 10.0) -> None:
-        """Stop the loops, then evaluate what was stored last and send what is due."""
+    async def stop(self, flush_s: float = 10.0, *, flush: bool = True) -> None:
+        """Stop the loops, then (with `flush`) evaluate what was stored last and send what is
+        due; without it the outbox keeps what is due for the next start."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if not flush:
+            return
         try:
             async with asyncio.timeout(flush_s):
                 await self.evaluate()

@@ -1,7 +1,8 @@
 """The config: one TOML file, validated once into frozen objects.
 
 `sections` says what the file may contain (pydantic models, one per section); `load` reads the
-file, resolves secrets from the environment mapping it is given, and builds `Config`. Nothing
+file, resolves secrets from the environment mapping it is given, and builds `Config`; `select`
+builds the ad-hoc config of `probe --base-url` and picks the jobs a one-off probe runs. Nothing
 else in provmon reads the environment.
 """
 
@@ -17,7 +18,8 @@ from monitor.config.load import (
     load_config,
     parse_config,
 )
-from monitor.config.sections import ProviderLimits, Timeouts, Workload
+from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts, Workload
+from monitor.config.select import Job, adhoc_config, probe_jobs, with_timeouts
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -25,12 +27,17 @@ __all__ = [
     "Channel",
     "Config",
     "ConfigError",
+    "Job",
     "Prices",
+    "ProbeSettings",
     "ProviderLimits",
     "Secret",
     "Target",
     "Timeouts",
     "Workload",
+    "adhoc_config",
     "load_config",
     "parse_config",
+    "probe_jobs",
+    "with_timeouts",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from monitor.config.sections import (
     MetricsSettings,
     OpenRouterSettings,
     OtelSettings,
+    ProbeSettings,
     ProviderInfo,
     ProviderLimits,
     ReportSettings,
@@ -91,6 +92,8 @@ class Target:
     workloads: tuple[str, ...] = ("short",)
     interval_s: float = 60.0
     context_length: int | None = None
+    tokenizer: str | None = None
+    """Path of the model's own tokenizer file; None for the default counter."""
 
     @property
     def key(self) -> str:
@@ -148,6 +151,7 @@ class Config:
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.providers.get(provider, ProviderLimits())
@@ -221,7 +225,10 @@ def parse_config(
             "workloads": entry.workloads,
             "interval_s": entry.interval_s or raw.schedule.interval_s,
             "context_length": entry.context_length,
+            "tokenizer": entry.tokenizer,
         }
+        if entry.tokenizer is not None and not Path(entry.tokenizer).is_file():
+            problems.append(f"targets[{i}].tokenizer: no such file: {entry.tokenizer}")
         if isinstance(entry, DirectTarget):
             targets.append(
                 Target(
@@ -298,6 +305,7 @@ def parse_config(
         metrics=raw.metrics,
         otel=raw.otel,
         otel_headers=otel_headers,
+        probe=raw.probe,
     )
 
 

@@ -177,6 +177,13 @@ class Timeouts(Section):
         return self
 
 
+class ProbeSettings(Section):
+    """Bounds on what one probe takes from a provider."""
+
+    max_stream_bytes: Annotated[int, Field(ge=4096)] = 16 * 1024 * 1024
+    """A stream sending more than this (received or decoded) ends as `stream.too_large`."""
+
+
 class Workload(Section):
     """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
 
@@ -218,6 +225,9 @@ class _PriceFields(ProviderInfo):
     stream_options: Annotated[bool, Field(strict=True)] = True
     workloads: tuple[str, ...] = ("short",)
     interval_s: IntervalSeconds | None = None
+    tokenizer: Annotated[str, Field(min_length=1)] | None = None
+    """The model's own tokenizer (`tokenizer.json`, or a `.tiktoken` file), for counting
+    tokens when the provider reports no usage; tiktoken's cl100k_base otherwise."""
 
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///provmon.db"
@@ -335,6 +345,7 @@ class ConfigFile(Section):
 
     vantage: Annotated[str, Field(min_length=1, max_length=64)] = "local"
     timeouts: Timeouts = Timeouts()
+    probe: ProbeSettings = ProbeSettings()
     workloads: dict[str, Workload] = {}
     openrouter: OpenRouterSettings = OpenRouterSettings()
     providers: dict[str, ProviderLimits] = {}

@@ -81,6 +81,8 @@ def read_event(event: SSEEvent) -> Chunk | Done | Malformed:
         return Malformed(f"invalid JSON: {exc.msg}", text[:EXCERPT_CHARS])
     except ValueError as exc:  # e.g. numbers too long to convert
         return Malformed(f"invalid JSON: {exc}", text[:EXCERPT_CHARS])
+    except RecursionError:
+        return Malformed("invalid JSON: nested too deeply", text[:EXCERPT_CHARS])
     if not isinstance(obj, dict):
         return Malformed("JSON is not an object", text[:EXCERPT_CHARS])
     return _chunk(obj)
@@ -132,7 +134,7 @@ def _int(value: Any) -> int | None:
     """A non-negative token count, or None for anything else (bools, inf, absurd sizes)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if not math.isfinite(value) or not 0 <= value <= MAX_TOKENS:
+    if not 0 <= value <= MAX_TOKENS:  # also False for NaN; no float conversion of huge ints
         return None
     return int(value)
 
@@ -142,8 +144,13 @@ def _usage(value: Any) -> Usage | None:
         return None
     cost = value.get("cost")
     cost_usd = None
-    if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
-        cost_usd = float(cost)
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        try:
+            cost = float(cost)
+        except OverflowError:  # an int too large for a float
+            cost = math.inf
+        # Negative or non-finite: no cost at all; an absurd one is judged against prices later.
+        cost_usd = cost if math.isfinite(cost) and cost >= 0 else None
     return Usage(_int(value.get("prompt_tokens")), _int(value.get("completion_tokens")), cost_usd)
 
 
@@ -154,9 +161,27 @@ def _error(value: Any) -> StreamError | None:
         code = value.get("code")
         message = value.get("message")
         metadata = value.get("metadata")
+        if not isinstance(message, str):
+            try:
+                message = json.dumps(value)[:EXCERPT_CHARS]
+            except (ValueError, TypeError, RecursionError):
+                message = "error object"
         return StreamError(
-            code if isinstance(code, int | str) and not isinstance(code, bool) else None,
-            message if isinstance(message, str) else json.dumps(value)[:EXCERPT_CHARS],
+            _code(code),
+            message,
             metadata if isinstance(metadata, dict) else None,
         )
-    return StreamError(None, str(value)[:EXCERPT_CHARS])
+    try:
+        return StreamError(None, str(value)[:EXCERPT_CHARS])
+    except (ValueError, RecursionError):  # e.g. ints too long to print, nesting too deep
+        return StreamError(None, "error value")
+
+
+def _code(value: Any) -> int | str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -MAX_TOKENS <= value <= MAX_TOKENS else None
+    if isinstance(value, str):
+        return value[:EXCERPT_CHARS]
+    return None

@@ -20,6 +20,8 @@ class Ending(enum.Enum):
     CUT = "cut"  # the connection broke before the body ended
     MALFORMED = "malformed"  # an event that is not JSON, or an over-long line
     NOT_SSE = "not_sse"  # a 200 whose body is not an event stream
+    TOO_LARGE = "too_large"  # more bytes than `[probe] max_stream_bytes`
+    ENCODING = "encoding"  # a content-coding that is unknown or does not decode
 
 
 def classify_status(status: int) -> tuple[Outcome, str]:
@@ -29,9 +31,10 @@ def classify_status(status: int) -> tuple[Outcome, str]:
         return Outcome.RATE_LIMITED, kind
     if status == 408 or status >= 500:
         return Outcome.SERVER_ERROR, kind
-    if 400 <= status < 500:
+    if 300 <= status < 500:
+        # 4xx, and redirects, which probes never follow: the configured URL is not the API's.
         return Outcome.CLIENT_ERROR, kind
-    return Outcome.SERVER_ERROR, kind  # 1xx/3xx where a stream was expected
+    return Outcome.SERVER_ERROR, kind  # 1xx or other oddities where a stream was expected
 
 
 def classify_stream(
@@ -53,6 +56,10 @@ def classify_stream(
         return Outcome.STREAM_ERROR, "stream.malformed_json"
     if ending is Ending.NOT_SSE:
         return Outcome.STREAM_ERROR, "stream.not_sse"
+    if ending is Ending.TOO_LARGE:
+        return Outcome.STREAM_ERROR, "stream.too_large"
+    if ending is Ending.ENCODING:
+        return Outcome.STREAM_ERROR, "stream.encoding"
     if ending is Ending.EOF and meter.finish_reason is None:
         # Closed without [DONE] and without a finish_reason: cut short, not a clean end.
         return Outcome.STREAM_ERROR, "stream.truncated"

@@ -1,90 +1,69 @@
 """The probe client: one streamed chat completion on aiohttp, timed as bytes arrive.
 
-This is the I/O seam. It stamps `perf_counter_ns` on each read the moment `readany` returns and
-hands the bytes to the pure parser (`sse`, `chunks`) and meter (`metrics`); `classify` names the
-outcome. A provider's fault always ends as a `ProbeResult`, never as an exception.
+This is the I/O seam. It stamps `perf_counter_ns` on each read the moment it returns and hands
+the bytes to the pure decoder (`body`), parser (`sse`, `chunks`) and meter (`metrics`);
+`classify` names the outcome. A provider's fault always ends as a `ProbeResult`, never as an
+exception. Fairness: each read takes at most `READ_BYTES`, a read that may have left more
+buffered is followed by a yield to the event loop, and deadlines are checked on every pass, so
+no stream (a gzip bomb, 1 MiB events, a never-ending fast stream) can starve the others or
+outlive its own total deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 
 from monitor.clock import utc_now
-from monitor.config import Target, Timeouts, Workload
+from monitor.config import ProbeSettings, Target, Timeouts, Workload
+from monitor.probing.attempt import Attempt, ProbeTrace, build_result, connection_error_kind
+from monitor.probing.body import BodyDecoder, EncodingError
 from monitor.probing.chunks import Chunk, Done, Malformed, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
-from monitor.probing.metrics import Measurements, StreamMeter, measure
+from monitor.probing.metrics import StreamMeter, measure, needs_count
 from monitor.probing.openrouter_errors import http_error_kind
+from monitor.probing.phases import Phases
 from monitor.probing.prompts import build_body, new_nonce
-from monitor.probing.sse import SSEError, SSEEvent, SSEParser
+from monitor.probing.session import is_traced, tracing
+from monitor.probing.sse import SSEError, SSEEvent, SSEItem, SSEParser
 from monitor.probing.throttle import Gates
-from monitor.probing.tokens import TokenCounter
+from monitor.probing.tokens import TokenCounter, TokenTally, counter_from_file, default_counter
 from monitor.redact import short_message
 from monitor.results import Outcome, ProbeResult
+
+__all__ = ["ProbeTrace", "Prober", "connection_error_kind"]
 
 log = logging.getLogger(__name__)
 
 ERROR_BODY_BYTES = 4096
 NOT_SSE_BODY_BYTES = 65536
-
-
-@dataclass(slots=True)
-class ProbeTrace:
-    """Raw timings of one probe, for benchmarks: request start and each token event's arrival.
-
-    `tokens` holds (arrival perf_counter_ns, the sender's `x_sent_ns` stamp if it sent one).
-    """
-
-    t0_ns: int = 0
-    tokens: list[tuple[int, int | None]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """What one HTTP attempt produced, before it becomes a ProbeResult."""
-
-    outcome: Outcome | None = None
-    error_kind: str | None = None
-    message: str | None = None
-    status: int | None = None
-    retry_after_s: float | None = None
-    rejected_stream_options: bool = False
-
-
-def connection_error_kind(exc: BaseException) -> str:
-    """error_kind for a failure to connect or to get response headers."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "conn.dns"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "conn.tls"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "conn.reset"
-    if isinstance(exc, OSError):
-        code = exc.errno
-        if code is None and isinstance(exc, aiohttp.ClientConnectorError):
-            code = exc.os_error.errno
-        if code == errno.ECONNREFUSED:
-            return "conn.refused"
-        if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-            return "conn.reset"
-        if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "conn.unreachable"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return "conn.protocol"
-    return "conn.error"
+READ_BYTES = 4 * 1024
+"""The most one read takes."""
+SLICE_NS = 200_000
+"""Parsing the events of one read yields to the event loop after this much work."""
+TOKEN_STEP_CHARS = 1024
+"""Text tokenized between two reads once more than `TOKEN_KEEP_CHARS` wait (about 0.1 ms)."""
+TOKEN_KEEP_CHARS = 1024 * 1024
+"""Text left uncounted until the end (usage usually makes counting unneeded)."""
+COUNT_GRACE_S = 0.5
+"""How long past its total deadline a probe may go on counting the tokens it received; what is
+left then is estimated."""
 
 
 class Prober:
-    """Runs probes over one aiohttp session; remembers which targets reject `stream_options`."""
+    """Runs probes over one aiohttp session; remembers which targets reject `stream_options`.
+
+    The session should come from `monitor.probing.session.probe_session`: its trace hooks give
+    the connection phases, and TTFT starts when the request was written. With any other
+    session the phases are null and TTFT starts before the connection is made.
+    """
 
     def __init__(
         self,
@@ -94,18 +73,38 @@ class Prober:
         vantage: str,
         gates: Gates | None = None,
         counter: TokenCounter | None = None,
+        settings: ProbeSettings | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._session = session
         self._timeouts = timeouts
         self._vantage = vantage
         self._gates = gates
-        self._counter = counter or TokenCounter()
+        self._counter = counter or default_counter()
+        self._counters: dict[str, TokenCounter] = {}
+        self._settings = settings or ProbeSettings()
         self._now = now
         self._rejects_stream_options: set[str] = set()
+        if not is_traced(session):
+            log.debug("probe session without phase tracing: phases are null")
 
     def rejects_stream_options(self, target: Target) -> bool:
         return target.key in self._rejects_stream_options
+
+    def counter_for(self, target: Target) -> TokenCounter:
+        """The target's own tokenizer when it names one (loaded once), else the default."""
+        path = target.tokenizer
+        if path is None:
+            return self._counter
+        counter = self._counters.get(path)
+        if counter is None:
+            try:
+                counter = counter_from_file(Path(path))
+            except ValueError as exc:
+                log.error("%s: %s; counting with %s", target.key, exc, self._counter.name)
+                counter = self._counter
+            self._counters[path] = counter
+        return counter
 
     async def probe(
         self, target: Target, workload: Workload, *, trace: ProbeTrace | None = None
@@ -131,145 +130,83 @@ class Prober:
     async def _attempt_safely(
         self, target: Target, workload: Workload, use_so: bool, trace: ProbeTrace | None
     ) -> tuple[ProbeResult, bool]:
-        started_at = self._now()
+        a = Attempt(target=target, workload=workload, vantage=self._vantage, started_at=self._now())
         try:
-            return await self._attempt(target, workload, use_so, trace, started_at)
+            return await self._attempt(a, use_so, trace)
         except Exception as exc:  # our bug, not the provider's: record it, keep running
             log.exception("probe of %s failed inside provmon", target.key)
-            return self._result(
-                target,
-                workload,
-                started_at,
-                _Attempt(Outcome.MONITOR_ERROR, "monitor.internal", type(exc).__name__),
-            ), False
-
-    def _result(
-        self,
-        target: Target,
-        workload: Workload,
-        started_at: datetime,
-        a: _Attempt,
-        m: Measurements | None = None,
-        meter: StreamMeter | None = None,
-    ) -> ProbeResult:
-        assert a.outcome is not None
-        result = ProbeResult(
-            model=target.model,
-            provider=target.provider,
-            route=target.route,
-            vantage=self._vantage,
-            workload=workload.name,
-            started_at=started_at,
-            outcome=a.outcome,
-            error_kind=a.error_kind,
-            error_message=a.message,
-            http_status=a.status,
-            retry_after_s=a.retry_after_s,
-        )
-        if m is None or meter is None:
-            return result
-        return dataclasses.replace(
-            result,
-            ttft_ms=m.ttft_ms,
-            ttfa_ms=m.ttfa_ms,
-            latency_ms=m.latency_ms,
-            output_tokens=m.output_tokens,
-            input_tokens=m.input_tokens,
-            token_source=m.token_source,
-            decode_tps=m.decode_tps,
-            e2e_tps=m.e2e_tps,
-            chunks=m.chunks,
-            buffered=m.buffered,
-            cost_usd=m.cost_usd,
-            finish_reason=meter.finish_reason,
-            served_by=meter.provider,
-        )
+            a.outcome, a.error_kind = Outcome.MONITOR_ERROR, "monitor.internal"
+            a.message = type(exc).__name__
+            return build_result(a), False
 
     async def _attempt(
-        self,
-        target: Target,
-        workload: Workload,
-        use_so: bool,
-        trace: ProbeTrace | None,
-        started_at: datetime,
+        self, a: Attempt, use_so: bool, trace: ProbeTrace | None
     ) -> tuple[ProbeResult, bool]:
-        secrets = [target.api_key.reveal()] if target.api_key else []
-        nonce = new_nonce()
-        body = build_body(target, workload, nonce, stream_options=use_so)
-        prompt_tokens = self._counter.count(body["messages"][0]["content"])
-        headers = {"Accept": "text/event-stream"}
+        target, workload = a.target, a.workload
+        a.secrets = [target.api_key.reveal()] if target.api_key else []
+        counter = self.counter_for(target)
+        body = build_body(target, workload, new_nonce(), stream_options=use_so)
+        a.prompt_tokens = counter.count(body["messages"][0]["content"])
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
         if target.api_key is not None:
             headers["Authorization"] = f"Bearer {target.api_key.reveal()}"
         url = f"{target.base_url}/chat/completions"
         to = self._timeouts
         loop = asyncio.get_running_loop()
-        a = _Attempt()
-
         start = loop.time()
         total_deadline = start + to.total_s
         first_deadline = min(start + to.first_token_s, total_deadline)
-        t0 = time.perf_counter_ns()
-        if trace is not None:
-            trace.t0_ns = t0
+        a.phases = phases = Phases(start_ns=time.perf_counter_ns())
         try:
-            async with asyncio.timeout_at(first_deadline):
-                resp = await self._session.post(
-                    url,
-                    json=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=to.connect_s),
-                )
+            with tracing(phases):
+                async with asyncio.timeout_at(first_deadline):
+                    resp = await self._session.post(
+                        url,
+                        json=body,
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=to.connect_s),
+                        allow_redirects=False,
+                        auto_decompress=False,
+                        trace_request_ctx=phases,
+                    )
         except aiohttp.ServerTimeoutError:
             a.outcome, a.error_kind = Outcome.TIMEOUT, "timeout.connect"
-            return self._result(target, workload, started_at, a), False
+            return build_result(a), False
         except TimeoutError:
             a.outcome = Outcome.TIMEOUT
             a.error_kind = "timeout.total" if first_deadline >= total_deadline else "timeout.ttft"
-            return self._result(target, workload, started_at, a), False
+            return build_result(a), False
         except aiohttp.InvalidURL as exc:
             a.outcome, a.error_kind = Outcome.CLIENT_ERROR, "request.invalid_url"
-            a.message = short_message(str(exc), secrets)
-            return self._result(target, workload, started_at, a), False
+            a.message = short_message(str(exc), a.secrets)
+            return build_result(a), False
         except (aiohttp.ClientError, OSError) as exc:
             a.outcome, a.error_kind = Outcome.CONNECTION_ERROR, connection_error_kind(exc)
-            a.message = short_message(str(exc) or type(exc).__name__, secrets)
-            return self._result(target, workload, started_at, a), False
-
+            a.message = short_message(str(exc) or type(exc).__name__, a.secrets)
+            return build_result(a), False
+        t0 = phases.sent_ns or phases.start_ns
+        if trace is not None:
+            trace.t0_ns = t0
         try:
             a.status = resp.status
             if resp.status != 200:
-                return await self._http_error(
-                    target, workload, started_at, a, resp, use_so, secrets, total_deadline
-                )
-            return await self._stream(
-                target,
-                workload,
-                started_at,
-                a,
-                resp,
-                t0,
-                prompt_tokens,
-                (first_deadline, total_deadline),
-                secrets,
-                trace,
-            ), False
+                return await self._http_error(a, resp, use_so, total_deadline)
+            meter = StreamMeter(t0, TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS))
+            await self._stream(a, resp, meter, (first_deadline, total_deadline), trace)
+            return build_result(a), False
         finally:
             resp.close()
 
     async def _http_error(
-        self,
-        target: Target,
-        workload: Workload,
-        started_at: datetime,
-        a: _Attempt,
-        resp: aiohttp.ClientResponse,
-        use_so: bool,
-        secrets: list[str],
-        total_deadline: float,
+        self, a: Attempt, resp: aiohttp.ClientResponse, use_so: bool, total_deadline: float
     ) -> tuple[ProbeResult, bool]:
         a.outcome, a.error_kind = classify_status(resp.status)
         if resp.status == 429:
             a.retry_after_s = parse_retry_after(resp.headers.get("Retry-After"), self._now())
+        if 300 <= resp.status < 400:
+            location = resp.headers.get("Location", "")
+            a.message = short_message(f"redirected to {redirect_target(location)}", a.secrets)
+            return build_result(a), False
         raw = b""
         try:
             read_until = min(total_deadline, asyncio.get_running_loop().time() + 5)
@@ -277,103 +214,183 @@ class Prober:
                 raw = await resp.content.read(ERROR_BODY_BYTES)
         except (TimeoutError, aiohttp.ClientError, OSError):
             pass  # the status says enough
-        a.message = short_message(raw, secrets) or None
-        a.error_kind = http_error_kind(target.route, resp.status, raw) or a.error_kind
+        a.message = short_message(raw, a.secrets) or None
+        a.error_kind = http_error_kind(a.target.route, resp.status, raw) or a.error_kind
         rejected = use_so and resp.status == 400 and b"stream_options" in raw
-        return self._result(target, workload, started_at, a), rejected
+        return build_result(a), rejected
 
     async def _stream(
         self,
-        target: Target,
-        workload: Workload,
-        started_at: datetime,
-        a: _Attempt,
+        a: Attempt,
         resp: aiohttp.ClientResponse,
-        t0: int,
-        prompt_tokens: int,
+        meter: StreamMeter,
         deadlines: tuple[float, float],
-        secrets: list[str],
         trace: ProbeTrace | None,
-    ) -> ProbeResult:
+    ) -> None:
+        """Read the stream to its end (or a deadline, the byte cap, a fault) into `a`."""
+        r = _Reading(meter, trace, deadlines[1], self._timeouts.idle_s)
         first_deadline, total_deadline = deadlines
         loop = asyncio.get_running_loop()
-        idle_s = self._timeouts.idle_s
+        cap = self._settings.max_stream_bytes
         parser = SSEParser()
-        meter = StreamMeter(t0)
-        ending: Ending | None = None
-        end_ns: int | None = None
-        timeout_kind: str | None = None
-        events = 0
+        received = decoded = 0
         body_head = bytearray()
-        last_data = 0.0
         reader = resp.content
-        while ending is None:
-            if meter.first_token_ns is None:
-                deadline = first_deadline
-            else:
-                deadline = min(total_deadline, last_data + idle_s)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    data = await reader.readany()
-            except TimeoutError:
-                if deadline >= total_deadline:
-                    timeout_kind = "timeout.total"
-                elif meter.first_token_ns is None:
-                    timeout_kind = "timeout.ttft"
-                else:
-                    timeout_kind = "timeout.idle"
+        try:
+            decoder = BodyDecoder(resp.headers.get("Content-Encoding"))
+        except EncodingError as exc:
+            decoder, r.ending = BodyDecoder(None), Ending.ENCODING
+            a.message = short_message(str(exc), a.secrets)
+        while r.ending is None and r.timeout_kind is None:
+            deadline = first_deadline if meter.first_token_ns is None else r.idle_deadline
+            if loop.time() >= deadline:
+                r.timed_out(deadline)
                 break
-            except (aiohttp.ClientError, OSError) as exc:
-                ending = Ending.CUT
-                a.message = short_message(str(exc) or type(exc).__name__, secrets)
-                break
-            t = time.perf_counter_ns()
-            if data:
-                items = parser.feed(data)
-                if events == 0 and len(body_head) < NOT_SSE_BODY_BYTES:
-                    body_head += data[: NOT_SSE_BODY_BYTES - len(body_head)]
-            else:
-                items = parser.close()
-                ending = Ending.EOF
-                end_ns = t
-            for item in items:
-                if isinstance(item, SSEEvent):
-                    events += 1
-                    r = read_event(item)
-                    if isinstance(r, Chunk):
-                        meter.add(t, r)
-                        last_data = loop.time()
-                        if trace is not None and r.has_token:
-                            trace.tokens.append((t, r.sent_ns))
-                    elif isinstance(r, Done):
-                        ending, end_ns = Ending.DONE, t
-                        break
-                    elif isinstance(r, Malformed):
-                        ending = Ending.MALFORMED
-                        a.message = short_message(f"{r.reason}: {r.excerpt}", secrets)
-                        break
-                elif isinstance(item, SSEError):
-                    ending = Ending.MALFORMED
-                    a.message = item.reason
+            data = b""
+            if not decoder.pending:  # decode what is already here before reading more
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.read(READ_BYTES)
+                except TimeoutError:
+                    r.timed_out(deadline)
                     break
-        if ending is Ending.EOF and events == 0:
+                except (aiohttp.ClientError, OSError) as exc:
+                    r.ending = Ending.CUT
+                    a.message = short_message(str(exc) or type(exc).__name__, a.secrets)
+                    break
+                received += len(data)
+                r.slice_ns = time.perf_counter_ns()
+            t = time.perf_counter_ns()
+            try:
+                if data or decoder.pending:
+                    decoder.push(data)
+                    data = decoder.pull(READ_BYTES)
+                    decoded += len(data)
+                    if max(received, decoded) > cap:
+                        r.ending = Ending.TOO_LARGE
+                        a.message = f"the stream sent more than {cap} bytes"
+                        break
+                    items = parser.feed(data)
+                    if r.events == 0 and len(body_head) < NOT_SSE_BODY_BYTES:
+                        body_head += data[: NOT_SSE_BODY_BYTES - len(body_head)]
+                else:
+                    items = parser.close()
+                    r.ending, r.end_ns = Ending.EOF, t
+                message = await r.consume(items, t)
+            except EncodingError as exc:
+                r.ending, message = Ending.ENCODING, str(exc)
+            except Exception as exc:  # whatever the bytes broke is the provider's fault
+                log.debug("parsing %s's stream failed", a.target.key, exc_info=True)
+                r.ending, message = Ending.MALFORMED, f"unparseable stream: {type(exc).__name__}"
+            if message is not None:
+                a.message = short_message(message, a.secrets)
+            meter.tally.step(TOKEN_STEP_CHARS)
+            if len(data) >= READ_BYTES or decoder.pending:
+                await asyncio.sleep(0)  # more may be buffered: let the other streams run
+        if needs_count(meter, a.workload.max_tokens, a.prompt_tokens):
+            await self._count(meter, total_deadline + COUNT_GRACE_S)
+        ending = r.ending
+        if ending is Ending.EOF and r.events == 0:
             ending = Ending.NOT_SSE
-            a.message = short_message(bytes(body_head), secrets) or "empty body"
-        if ending in (Ending.CUT, Ending.MALFORMED):
-            end_ns = None
-        m = measure(
+            a.message = short_message(bytes(body_head), a.secrets) or "empty body"
+        end_ns = r.end_ns if ending in (Ending.DONE, Ending.EOF) else None
+        a.measurements = m = measure(
             meter,
             end_ns,
-            counter=self._counter,
-            prompt_tokens_estimate=prompt_tokens,
-            prices=target.prices,
+            prompt_tokens=a.prompt_tokens,
+            prices=a.target.prices,
+            max_tokens=a.workload.max_tokens,
         )
-        if timeout_kind is not None:
-            a.outcome, a.error_kind = Outcome.TIMEOUT, timeout_kind
+        a.meter = meter
+        if r.timeout_kind is not None:
+            a.outcome, a.error_kind = Outcome.TIMEOUT, r.timeout_kind
         else:
             assert ending is not None
             a.outcome, a.error_kind = classify_stream(meter, ending, m.output_tokens)
         if meter.error is not None:
             code = f"{meter.error.code}: " if meter.error.code is not None else ""
-            a.message = short_message(code + meter.error.message, secrets)
-        return self._result(target, workload, started_at, a, m, meter)
+            a.message = short_message(code + meter.error.message, a.secrets)
+
+    async def _count(self, meter: StreamMeter, until: float) -> None:
+        """Count the text still waiting, a step at a time, until `until`; estimate the rest."""
+        loop = asyncio.get_running_loop()
+        while meter.tally.step(TOKEN_STEP_CHARS, keep=0):
+            if loop.time() >= until:
+                meter.tally.give_up()
+                return
+            await asyncio.sleep(0)
+
+
+@dataclass(slots=True)
+class _Reading:
+    """The state of one stream being read: how it ended, and the current time slice."""
+
+    meter: StreamMeter
+    trace: ProbeTrace | None
+    total_deadline: float
+    idle_s: float
+    ending: Ending | None = None
+    end_ns: int | None = None
+    timeout_kind: str | None = None
+    events: int = 0
+    last_data: float = 0.0
+    slice_ns: int = 0
+
+    @property
+    def idle_deadline(self) -> float:
+        return min(self.total_deadline, self.last_data + self.idle_s)
+
+    def timed_out(self, deadline: float) -> None:
+        if deadline >= self.total_deadline:
+            self.timeout_kind = "timeout.total"
+        elif self.meter.first_token_ns is None:
+            self.timeout_kind = "timeout.ttft"
+        else:
+            self.timeout_kind = "timeout.idle"
+
+    async def consume(self, items: list[SSEItem], t: int) -> str | None:
+        """Apply parsed items (their bytes arrived at `t`) to the meter; a message when the
+        stream went wrong. Yields to the event loop when a slice of work is used up."""
+        loop = asyncio.get_running_loop()
+        for i, item in enumerate(items):
+            if i % 16 == 15 and time.perf_counter_ns() - self.slice_ns > SLICE_NS:
+                await asyncio.sleep(0)
+                self.slice_ns = time.perf_counter_ns()
+                if loop.time() >= self.total_deadline:
+                    self.timeout_kind = "timeout.total"
+                    return None
+            if isinstance(item, SSEEvent):
+                self.events += 1
+                r = read_event(item)
+                if isinstance(r, Chunk):
+                    self.meter.add(t, r)
+                    self.last_data = loop.time()
+                    if self.trace is not None and r.has_token:
+                        self.trace.tokens.append((t, r.sent_ns))
+                elif isinstance(r, Done):
+                    self.ending, self.end_ns = Ending.DONE, t
+                    return None
+                elif isinstance(r, Malformed):
+                    self.ending = Ending.MALFORMED
+                    return f"{r.reason}: {r.excerpt}"
+            elif isinstance(item, SSEError):
+                self.ending = Ending.MALFORMED
+                return item.reason
+        return None
+
+
+def _timeout_kind(deadline: float, total_deadline: float, meter: StreamMeter) -> str:
+    if deadline >= total_deadline:
+        return "timeout.total"
+    return "timeout.ttft" if meter.first_token_ns is None else "timeout.idle"
+
+
+def redirect_target(location: str) -> str:
+    """A redirect's Location without user info, query or fragment (they may hold secrets)."""
+    base = location.split("#", 1)[0]
+    base, query = base.split("?", 1) if "?" in base else (base, "")
+    scheme, sep, rest = base.partition("://")
+    if sep:
+        host, slash, path = rest.partition("/")
+        base = f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+    return (base + ("?…" if query else "")) or "(no Location)"

@@ -36,38 +36,70 @@ class SSEError:
 
 SSEItem = SSEEvent | SSEComment | SSEError
 
-DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+"""Longest line, and longest event, taken: far above any real chunk, small enough that one
+event's JSON is parsed in about a millisecond."""
 
 
 class SSEParser:
-    """Feed it bytes as they arrive; it returns the items those bytes completed."""
+    """Feed it bytes as they arrive; it returns the items those bytes completed.
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_max_line", "_overflow", "_skip_lf")
+    Work is linear in the input: bytes of an unfinished line are kept as parts and joined once
+    the line ends, however many reads it took.
+    """
+
+    __slots__ = (
+        "_data",
+        "_data_size",
+        "_event",
+        "_id",
+        "_max_line",
+        "_overflow",
+        "_parts",
+        "_size",
+        "_skip_lf",
+    )
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        self._buf = b""
+        self._parts: list[bytes] = []
+        self._size = 0
         self._skip_lf = False
         self._overflow = False
         self._max_line = max_line_bytes
         self._data: list[str] = []
+        self._data_size = 0
         self._event: str | None = None
         self._id: str | None = None
 
     @property
     def has_pending(self) -> bool:
         """True when bytes or `data:` lines are waiting for the end of their event."""
-        return bool(self._buf) or bool(self._data)
+        return bool(self._parts) or bool(self._data)
+
+    def _too_long(self, out: list[SSEItem]) -> None:
+        out.append(SSEError(f"line longer than {self._max_line} bytes"))
+        self._parts, self._size = [], 0
+        self._overflow = True
 
     def feed(self, chunk: bytes) -> list[SSEItem]:
         """Parse `chunk` and return every item it completed, in order."""
         out: list[SSEItem] = []
-        if not chunk:
-            return out
-        if self._skip_lf:
+        if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        buf = self._buf + chunk if self._buf else chunk
+        if not chunk:
+            return out
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # The middle of a line: keep it (or drop it, inside an over-long line).
+            if not self._overflow:
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                if self._size > self._max_line:
+                    self._too_long(out)
+            return out
+        buf = b"".join((*self._parts, chunk)) if self._parts else chunk
+        self._parts, self._size = [], 0
         lines = buf.splitlines(keepends=True)
         if lines and lines[-1][-1:] not in (b"\n", b"\r"):
             rest = lines.pop()
@@ -81,21 +113,18 @@ class SSEParser:
                 self._overflow = False
                 continue
             self._line(raw.rstrip(b"\r\n"), out)
-        if self._overflow:
-            rest = b""
-        elif len(rest) > self._max_line:
-            out.append(SSEError(f"line longer than {self._max_line} bytes"))
-            rest = b""
-            self._overflow = True
-        self._buf = rest
+        if rest and not self._overflow:
+            self._parts, self._size = [rest], len(rest)
+            if self._size > self._max_line:
+                self._too_long(out)
         return out
 
     def close(self) -> list[SSEItem]:
         """End of input: an unterminated last line and event are dispatched, not dropped."""
         out: list[SSEItem] = []
-        if self._buf and not self._overflow:
-            self._line(self._buf.rstrip(b"\r\n"), out)
-        self._buf = b""
+        if self._parts and not self._overflow:
+            self._line(b"".join(self._parts).rstrip(b"\r\n"), out)
+        self._parts, self._size = [], 0
         self._overflow = False
         self._line(b"", out)
         return out
@@ -105,6 +134,7 @@ class SSEParser:
             if self._data:
                 out.append(SSEEvent("\n".join(self._data), self._event, self._id))
             self._data = []
+            self._data_size = 0
             self._event = None
             return
         text = line.decode("utf-8", "replace")
@@ -115,6 +145,11 @@ class SSEParser:
         if sep and value[:1] == " ":
             value = value[1:]
         if name == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max_line:
+                out.append(SSEError(f"event longer than {self._max_line} bytes"))
+                self._data, self._data_size = [], 0
+                return
             self._data.append(value)
         elif name == "event":
             self._event = value

@@ -82,6 +82,7 @@ def provider_row(
         cost_usd=t.cost_usd,
         hours_with_data=len(data.hours),
         hours_excluded=data.excluded_hours,
+        network_ms=summary_of(t.histograms.get("network_ms")),
     )
 
 

@@ -6,9 +6,18 @@ from monitor.reporting.model import UPPER_CONVENTION, ModelReport
 from monitor.stats import PERCENTILE_CONVENTION
 
 DEFINITIONS = (
-    ("TTFT", "request sent → first streamed token (answer, reasoning or tool call)"),
-    ("TTFA", "request sent → first answer token"),
-    ("latency", "request sent → end of stream"),
+    (
+        "network",
+        "TCP connect + TLS handshake of the probe's fresh connection (DNS apart): distance and "
+        "accept queue, kept out of TTFT",
+    ),
+    (
+        "TTFT",
+        "request written on the established connection → first streamed token (answer, "
+        "reasoning or tool call)",
+    ),
+    ("TTFA", "request written → first answer token"),
+    ("latency", "request written → end of stream"),
     ("decode", "(output tokens − 1) / (last token − first token): speed after the first token"),
     ("e2e", "output tokens / latency"),
     ("uptime", "ok / (ok + failures), per the accounting below"),
@@ -27,6 +36,15 @@ _PERCENTILES = {
 def methodology_lines(report: ModelReport) -> list[str]:
     lines = [f"{name}: {text}" for name, text in DEFINITIONS]
     lines.append(_PERCENTILES.get(report.percentile_convention, _PERCENTILES[UPPER_CONVENTION]))
+    lines.append(
+        "each probe opens a fresh connection; its phases (DNS, connect, TLS, request written → "
+        "headers) are measured apart, so TTFT holds the provider's queueing and prefill only"
+    )
+    lines.append(
+        "tokens: the provider's usage when reported and believable, else counted with the "
+        "model's tokenizer (tiktoken cl100k_base by default); usage beyond 10 × max_tokens "
+        "and costs beyond 100 × the price are not believed"
+    )
     lines += report.accounting
     lines.append("vantages: " + (", ".join(report.vantages) or "–"))
     for name, shape in sorted(report.workloads.items()):

@@ -4,6 +4,7 @@ JSON and CSV columns are documented in README.md."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,8 @@ class ProviderRow:
     cost_usd: float
     hours_with_data: int
     hours_excluded: int
+    network_ms: Metric | None = None
+    """connect + TLS of each probe's fresh connection (None in reports from before 0003)."""
 
     @property
     def label(self) -> str:
@@ -132,7 +135,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON: no NaN, Infinity
         return None
     return value
 
@@ -153,7 +156,15 @@ def report_from_json(d: dict[str, Any]) -> ModelReport:
                 **r,
                 **{
                     k: _metric(r[k])
-                    for k in ("ttft_ms", "ttfa_ms", "latency_ms", "decode_tps", "e2e_tps")
+                    for k in (
+                        "ttft_ms",
+                        "ttfa_ms",
+                        "latency_ms",
+                        "decode_tps",
+                        "e2e_tps",
+                        "network_ms",
+                    )
+                    if k in r
                 },
             }
         )

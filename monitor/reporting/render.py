@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "ttft_p99_ms",
     "ttft_mean_ms",
     "ttfa_p50_ms",
+    "network_p50_ms",
     "latency_p50_ms",
     "latency_p90_ms",
     "decode_p50_tps",
@@ -83,6 +84,7 @@ def table_cells(row: ProviderRow) -> list[str]:
         _num(row.uptime_pct, ".2f"),
         _p(row.ttft_ms, "p50"),
         _p(row.ttft_ms, "p90"),
+        _p(row.network_ms, "p50", ".1f"),
         _p(row.decode_tps, "p50", ".1f"),
         _p(row.e2e_tps, "p50", ".1f"),
         _num(row.failure_pct, ".1f"),
@@ -101,6 +103,7 @@ TABLE_HEADERS = (
     "uptime %",
     "TTFT p50 ms",
     "TTFT p90 ms",
+    "network p50 ms",
     "decode p50 tok/s",
     "e2e p50 tok/s",
     "errors %",
@@ -357,6 +360,7 @@ def csv_row(report: ModelReport, row: ProviderRow) -> dict[str, object]:
         "ttft_p99_ms": q(row.ttft_ms, "p99"),
         "ttft_mean_ms": q(row.ttft_ms, "mean"),
         "ttfa_p50_ms": q(row.ttfa_ms, "p50"),
+        "network_p50_ms": q(row.network_ms, "p50"),
         "latency_p50_ms": q(row.latency_ms, "p50"),
         "latency_p90_ms": q(row.latency_ms, "p90"),
         "decode_p50_tps": q(row.decode_tps, "p50"),
@@ -389,7 +393,7 @@ def _csv_safe(value: object) -> object:
 
 
 def render_json(report: ModelReport) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+    return json.dumps(report.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
 RENDERERS: dict[str, Callable[[ModelReport], str]] = {"csv": render_csv, "json": render_json}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import weakref
 import zlib
@@ -24,6 +25,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from monitor.errors import DatabaseError, StoreUnavailable
 from monitor.redact import short_message
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 Engine = AsyncEngine
 """The database handle other packages pass around without importing SQLAlchemy."""
@@ -180,6 +182,47 @@ async def schema_problem(
             str(exc) or type(exc).__name__, list(secrets)
         )
     return None
+
+
+@contextlib.asynccontextmanager
+async def daemon_engine(
+    url: str, *, timeout_s: float = 5.0
+) -> AsyncIterator[tuple[AsyncEngine, bool]]:
+    """The daemon's engine, whether or not the database answers now: yields (engine, reachable).
+    A database that answers must be migrated (DatabaseError otherwise, as for every command);
+    one that does not answer within `timeout_s` is an outage the daemon rides out, spilling
+    until it answers. A missing SQLite file is not an outage: DatabaseError."""
+
+    def reason(exc: BaseException) -> str:
+        return short_message(str(exc) or type(exc).__name__, [url])
+
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseError(f"no database at {path}: run `provmon db upgrade` to create it")
+    try:
+        engine = make_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise DatabaseError(f"cannot use the database URL: {reason(exc)}") from None
+    try:
+        reachable = True
+        try:
+            async with asyncio.timeout(timeout_s):
+                await require_migrated(engine)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            reachable = False
+            log.warning(
+                "database unreachable at start (%s): probing anyway, results wait in the spill",
+                reason(exc),
+            )
+        yield engine, reachable
+    finally:
+        await engine.dispose()
+
+
+async def schema_at_head(engine: AsyncEngine) -> bool:
+    """The schema is the one this provmon needs (raises SQLAlchemyError/OSError when the
+    database cannot be reached)."""
+    return await current_revision(engine) == head_revision()
 
 
 @contextlib.asynccontextmanager

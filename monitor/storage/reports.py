@@ -8,13 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.errors import StoreUnavailable
 from monitor.results import Outcome, ProbeResult, TokenSource
 from monitor.rollup import Rollup, RollupKey
+from monitor.storage.faults import unavailable
 from monitor.storage.schema import (
     AlertStateRow,
     FrozenReportRow,
@@ -23,6 +21,7 @@ from monitor.storage.schema import (
     RollupRow,
     TargetRow,
 )
+from monitor.storage.sql import dialect_insert
 from monitor.storage.store import PROBE_COLUMNS
 
 _TARGET_COLUMNS = (
@@ -57,7 +56,7 @@ async def rollups_between(
     if model is not None:
         query = query.where(TargetRow.model == model)
     out: dict[RollupKey, Rollup] = {}
-    try:
+    with unavailable():
         async with engine.connect() as conn:
             for row in (await conn.execute(query)).all():
                 key = (row.t_model, row.t_provider, row.t_route)
@@ -69,8 +68,6 @@ async def rollups_between(
                 out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
                     row.n, row.outcomes, kinds, histograms, row.cost_usd
                 )
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
     return out
 
 
@@ -97,11 +94,9 @@ async def probes_between(
     )
     if model is not None:
         query = query.where(TargetRow.model == model)
-    try:
+    with unavailable():
         async with engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
     return [_result(row, row.t_model, row.t_provider, row.t_route) for row in rows]
 
 
@@ -123,11 +118,9 @@ async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) ->
         .join(TargetRow, TargetRow.id == ProbeRow.target_id)
         .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
     )
-    try:
+    with unavailable():
         async with engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
     return [
         ProbeResult(
             row.t_model,
@@ -188,8 +181,7 @@ async def freeze_report(
     engine: AsyncEngine, period: str, model: str, data: dict[str, Any], now: datetime
 ) -> bool:
     """Store a finished period's report; False when one was frozen already (kept as it was)."""
-    dialect = engine.dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FrozenReportRow)
+    ins = dialect_insert(engine.dialect.name)(FrozenReportRow)
     async with engine.begin() as conn:
         result = await conn.execute(
             ins.values(

@@ -75,6 +75,14 @@ class ProbeRow(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     served_by: Mapped[str | None] = mapped_column(String(200))
+    dns_ms: Mapped[float | None] = mapped_column(Float)
+    connect_ms: Mapped[float | None] = mapped_column(Float)
+    tls_ms: Mapped[float | None] = mapped_column(Float)
+    ttfb_ms: Mapped[float | None] = mapped_column(Float)
+    itl_p50_ms: Mapped[float | None] = mapped_column(Float)
+    itl_p99_ms: Mapped[float | None] = mapped_column(Float)
+    max_gap_ms: Mapped[float | None] = mapped_column(Float)
+    flags: Mapped[str | None] = mapped_column(String(200))
 
 
 class RollupRow(Base):

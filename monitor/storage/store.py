@@ -3,21 +3,26 @@ daemon needs. Database faults surface as `StoreUnavailable`, so callers never im
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from monitor.errors import StoreRejected, StoreUnavailable
+from monitor.errors import StoreUnavailable
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
-from monitor.storage.database import check_sqlite_file
+from monitor.storage.database import check_sqlite_file, schema_at_head
+from monitor.storage.faults import unavailable
+from monitor.storage.outbox import prune_outbox
 from monitor.storage.schema import JobRunRow, ProbeRow, RollupRow, TargetRow
+from monitor.storage.sql import dialect_insert, ensure_targets
+
+log = logging.getLogger(__name__)
 
 ProbeRecord = tuple[str, ProbeResult]
 """(probe id, result)."""
@@ -42,20 +47,19 @@ PROBE_COLUMNS = (
     "cost_usd",
     "finish_reason",
     "served_by",
+    # 0003_probe_phases
+    "dns_ms",
+    "connect_ms",
+    "tls_ms",
+    "ttfb_ms",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "max_gap_ms",
+    "flags",
 )
 
 
 ROLLUPS = cast(Table, RollupRow.__table__)
-
-
-def _rejected(exc: BaseException) -> bool:
-    if isinstance(exc, DataError | IntegrityError | ValueError | OverflowError):
-        return True
-    return isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | OverflowError)
-
-
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 INT_MAX = 2**31 - 1
@@ -93,8 +97,10 @@ def probe_row(pid: str, target_id: int, r: ProbeResult) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, verify_schema: bool = False) -> None:
         self.engine = engine
+        self.verify_schema = verify_schema  # opened while the database was away
+        self._schema_warned = False
         self._dialect = engine.dialect.name
         self._target_ids: dict[TargetKey, int] = {}
 
@@ -102,40 +108,34 @@ class Store:
         """Ids of `keys`, creating missing targets in this transaction. The cache is only
         updated by callers after the transaction commits: a rolled-back id must not stick."""
         found = {k: self._target_ids[k] for k in keys if k in self._target_ids}
-        missing = {k for k in keys if k not in found}
-        if missing:
-            ins = _insert(self._dialect)(TargetRow).on_conflict_do_nothing(
-                index_elements=["model", "provider", "route"]
-            )
-            now = datetime.now().astimezone()
-            await conn.execute(
-                ins,
-                [{"model": m, "provider": p, "route": r, "created_at": now} for m, p, r in missing],
-            )
-            rows = await conn.execute(
-                select(TargetRow.id, TargetRow.model, TargetRow.provider, TargetRow.route).where(
-                    tuple_(TargetRow.model, TargetRow.provider, TargetRow.route).in_(list(missing))
-                )
-            )
-            for tid, m, p, r in rows:
-                found[(m, p, r)] = tid
+        found |= await ensure_targets(conn, (k for k in keys if k not in found))
         return found
 
     async def target_ids(self, keys: Iterable[TargetKey]) -> dict[TargetKey, int]:
         """Ids of these targets, created when new."""
         wanted = list(keys)
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 known = await self._ids(conn, wanted)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         self._target_ids.update(known)
         return {k: known[k] for k in wanted}
 
     async def ping(self) -> bool:
-        """The database answers (and, for SQLite, is still the file it was)."""
+        """The database answers (and, for SQLite, is still the file it was). A store opened
+        while the database was away (`verify_schema`) also checks, once, that the schema it
+        finds is at head: until someone runs `provmon db upgrade`, it is not there to write."""
         try:
             check_sqlite_file(self.engine)
+            if self.verify_schema:
+                if not await schema_at_head(self.engine):
+                    if not self._schema_warned:
+                        self._schema_warned = True
+                        log.error(
+                            "the database answers but its schema is not the one provmon needs: "
+                            "run `provmon db upgrade`; results wait in the spill until then"
+                        )
+                    return False
+                self.verify_schema = False
             async with self.engine.connect() as conn:
                 await conn.execute(select(1))
         except (SQLAlchemyError, OSError, StoreUnavailable):
@@ -149,15 +149,17 @@ class Store:
         """
         if not records:
             return 0
+        if self.verify_schema:
+            raise StoreUnavailable("the database's schema is not verified yet (see ping)")
         check_sqlite_file(self.engine)
-        try:
+        with unavailable(rejects=True):
             async with self.engine.begin() as conn:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
                 by_id = {pid: r for pid, r in records}
                 rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
                 table = ProbeRow.__table__
                 ins = (
-                    _insert(self._dialect)(table)
+                    dialect_insert(self._dialect)(table)
                     .on_conflict_do_nothing(index_elements=["id"])
                     .returning(table.c.id)
                 )
@@ -165,10 +167,6 @@ class Store:
                 result = await conn.execute(ins, rows)
                 inserted = [row[0] for row in result]
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
-        except (SQLAlchemyError, OSError, ValueError, OverflowError) as exc:
-            if _rejected(exc):
-                raise StoreRejected(str(exc)) from exc
-            raise StoreUnavailable(str(exc)) from exc
         self._target_ids.update(ids)
         return len(inserted)
 
@@ -239,52 +237,54 @@ class Store:
 
     async def spend_since(self, vantage: str, since: datetime) -> float:
         """USD spent on probes from `vantage` since `since`."""
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 value = await conn.scalar(
                     select(func.coalesce(func.sum(ProbeRow.cost_usd), 0.0)).where(
                         ProbeRow.vantage == vantage, ProbeRow.started_at >= since
                     )
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return float(value or 0.0)
 
     async def prune_probes(self, before: datetime) -> int:
         """Delete raw probes started before `before` (rollups stay)."""
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 result = await conn.execute(delete(ProbeRow).where(ProbeRow.started_at < before))
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return int(result.rowcount or 0)
+
+    async def prune_bookkeeping(self, before: datetime) -> tuple[int, int]:
+        """Delete finished outbox rows (never one still to send, nor one of an open incident)
+        and records of once-per-period job runs, both older than `before`. Returns how many
+        of each."""
+        with unavailable():
+            async with self.engine.begin() as conn:
+                outbox = await prune_outbox(conn, before)
+                runs = await conn.execute(delete(JobRunRow).where(JobRunRow.ran_at < before))
+        return outbox, int(runs.rowcount or 0)
 
     async def job_ran(self, name: str, period: str) -> bool:
         """A run of job `name` for `period` is recorded."""
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 found = await conn.scalar(
                     select(func.count())
                     .select_from(JobRunRow)
                     .where(JobRunRow.name == name, JobRunRow.period == period)
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return bool(found)
 
     async def claim_job_run(self, name: str, period: str, vantage: str, now: datetime) -> bool:
         """Record that job `name` runs for `period`; False when some monitor already did."""
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
-                ins = _insert(self._dialect)(JobRunRow).on_conflict_do_nothing(
+                ins = dialect_insert(self._dialect)(JobRunRow).on_conflict_do_nothing(
                     index_elements=["name", "period"]
                 )
                 result = await conn.execute(
                     ins.values(name=name, period=period, vantage=vantage, ran_at=now)
                 )
                 return bool(result.rowcount)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def probe_ids(self) -> set[str]:
         async with self.engine.connect() as conn:

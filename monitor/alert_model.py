@@ -1,4 +1,7 @@
-"""The alerting values: probe observations, per-vantage rule state, incidents, outbox items."""
+"""The alerting values: probe observations, per-vantage rule state, incidents, outbox items.
+
+A leaf, like `results`: the alert rules and decisions (`monitor.alerts`) and the storage that
+keeps them (`monitor.storage`) both import it, and it imports neither."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from monitor.results import Outcome, TargetKey
-
-"""(model, provider, route)."""
 
 GLOBAL = "*"
 """The `vantage` of the cross-vantage (quorum) state of a target."""
@@ -65,6 +66,15 @@ class VantageState:
     succeeding_since: datetime | None = None
     last_seen_at: datetime | None = None
     evaluated_through: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """A rule state as stored: the state and the incidents it holds open."""
+
+    state: VantageState
+    open_incident_id: int | None = None
+    config_incident_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
