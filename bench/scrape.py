@@ -96,11 +96,11 @@ async def run_client(
     mode: str,
     cpu: str,
 ) -> ModeRun:
-    from monitor.probing.session import probe_session
     from monitor.config import parse_config
     from monitor.exporter.model import Health
     from monitor.exporter.sidecar import MetricsSidecar
     from monitor.probing.client import Prober, ProbeTrace
+    from monitor.probing.session import probe_session
     from monitor.results import Outcome
 
     cfg = parse_config(
