@@ -3,6 +3,7 @@ it probes, WATCHDOG=1 while it runs and STOPPING=1 when it drains."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import tempfile
 import time
@@ -92,3 +93,24 @@ def test_provmon_run_speaks_the_notify_protocol(
     # Nothing after STOPPING: the watchdog stopped with the drain.
     with pytest.raises(TimeoutError):
         sock.recv(4096)
+
+
+async def test_the_watchdog_is_fed_only_while_healthy() -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        path = str(Path(d) / "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.setblocking(False)
+        healthy = False
+        n = SystemdNotifier(path, watchdog_s=0.1)
+        n.start_watchdog(lambda: healthy)
+        try:
+            await asyncio.sleep(0.3)
+            with pytest.raises(BlockingIOError):
+                sock.recv(4096)  # unhealthy: not one ping in three periods
+            healthy = True
+            await asyncio.sleep(0.3)
+            assert sock.recv(4096) == b"WATCHDOG=1"
+        finally:
+            await n.close()
+            sock.close()
