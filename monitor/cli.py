@@ -13,6 +13,7 @@ from pathlib import Path
 from monitor import __version__, app, demo
 from monitor.clock import utc_now
 from monitor.config import DEFAULT_CONFIG_PATH, Config, adhoc_config, load_config, with_timeouts
+from monitor.config.sections import parse_listen
 from monitor.errors import EXIT_FAIL, EXIT_OK, ConfigError, ProvmonError, UsageError
 from monitor.logs import setup_logging
 from monitor.reporting.periods import (
@@ -23,6 +24,7 @@ from monitor.reporting.periods import (
     span_period,
     week_period,
 )
+from monitor.sdnotify import SystemdNotifier
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -116,9 +118,19 @@ def cmd_alerts_test(args: argparse.Namespace) -> int:
     return app.run(app.alerts_test(_config(args), sys.stdout))
 
 
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    return app.run_service(lambda stop: app.run_daemon(cfg, stop))
+    systemd = SystemdNotifier.from_values(*args.systemd_env)
+    return app.run_service(
+        lambda stop: app.run_daemon(cfg, stop, metrics_listen=args.metrics_listen, systemd=systemd)
+    )
 
 
 PROBE_TIMEOUT_FLAGS = (
@@ -233,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-c",
             "--config",
             default=None,
-            help=f"TOML config file (default: ./{DEFAULT_CONFIG_PATH})",
+            help=f"TOML config file (default: $PROVMON_CONFIG, else ./{DEFAULT_CONFIG_PATH})",
         )
 
     p = sub.add_parser(
@@ -267,10 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
             "in the database (a local spill file keeps them while the database is away), "
             "enforces the daily budget and retention. SIGTERM or Ctrl-C stops it: no new "
             "probes, probes in flight get up to schedule.drain_s to finish, results are "
-            "flushed, exit 0. The database must be migrated first: provmon db upgrade."
+            "flushed, exit 0. The database must be migrated first: provmon db upgrade. "
+            "With [metrics] listen or --metrics-listen it serves /metrics (Prometheus), "
+            "/healthz and /readyz; under systemd (NOTIFY_SOCKET) it sends READY=1, WATCHDOG=1 "
+            "and STOPPING=1."
         ),
     )
     with_config(p)
+    p.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz there (overrides [metrics] listen; port 0: any)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -416,7 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The only environment the CLI reads (config loading reads the secrets it names).
+    env_config = os.environ.get("PROVMON_CONFIG") or None
+    args.systemd_env = tuple(
+        os.environ.get(name) for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    )
     if hasattr(args, "config"):
+        args.config = args.config or env_config
         args.config_given = args.config is not None
         args.config = args.config or str(DEFAULT_CONFIG_PATH)
     quiet = logging.INFO if args.command == "run" else logging.WARNING

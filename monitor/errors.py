@@ -12,6 +12,7 @@ own bugs (anything not below)::
     │   └── StoreRejected           it answered but refused these values: retrying will not help
     ├── ChannelError                an alert channel did not take a notification
     ├── FetchError                  a plain HTTP GET got no usable answer (status, network, JSON)
+    ├── MetricsError                the metrics endpoint could not be started (exit 1)
     └── DiscoverError               OpenRouter's endpoints API could not be read
         └── EndpointsError          its document does not have the expected shape
 
@@ -72,6 +73,10 @@ class ChannelError(ProvmonError):
 
 class FetchError(ProvmonError):
     """A plain HTTP GET got no usable answer; the message says why (secrets redacted)."""
+
+
+class MetricsError(ProvmonError):
+    """The metrics endpoint could not be started (address in use, not permitted, ...)."""
 
 
 class DiscoverError(ProvmonError):

@@ -11,8 +11,8 @@ the probe writer, the prober, alerting, the scheduler and the `Monitor` together
         await daemon.stop()                      # drain, then stop each part once
 
 Services that live as long as the daemon (the web process, a /metrics endpoint) attach as
-`Sidecar`s: started after the daemon's parts, stopped after them, and reading the numbers the
-daemon exposes (`stats()`: writer, scheduler and monitor counters).
+`Sidecar`s: started after the daemon's parts but before the first probe, stopped after them,
+and reading the numbers the daemon exposes (`stats()`: writer, scheduler and monitor counters).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.daemon import Monitor
 from monitor.errors import ConfigError
+from monitor.exporter.health import NotificationCounts
 from monitor.probing.client import Prober
 from monitor.probing.http import ClientSession, client_session
 from monitor.probing.throttle import Gates
@@ -99,11 +100,14 @@ def make_alerting(
     *,
     now: Callable[[], datetime] = utc_now,
     pacing: Pacing = Pacing(),
+    counts: NotificationCounts | None = None,
 ) -> Alerting:
-    """The evaluator, outbox sender and channels, and the connectivity check when configured."""
-    alerting = Alerting(
-        cfg, AlertStore(engine), make_notifiers(cfg, session), now=now, poll_s=pacing.outbox_poll_s
-    )
+    """The evaluator, outbox sender and channels (counted into `counts` when given, for the
+    metrics endpoint), and the connectivity check when configured."""
+    notifiers: Mapping[str, Notifier] = make_notifiers(cfg, session)
+    if counts is not None:
+        notifiers = counts.wrap(notifiers)
+    alerting = Alerting(cfg, AlertStore(engine), notifiers, now=now, poll_s=pacing.outbox_poll_s)
     if cfg.alerts.connectivity_url:
         alerting.watch(
             ConnectivityCheck(
@@ -130,12 +134,15 @@ class Daemon:
         pacing: Pacing = Pacing(),
         sidecars: Sequence[Sidecar] = (),
         db_reachable: bool = True,
+        notification_counts: NotificationCounts | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self._now = now
         self.store = Store(engine, verify_schema=not db_reachable)
-        self.alerting = make_alerting(cfg, engine, session, now=now, pacing=pacing)
+        self.alerting = make_alerting(
+            cfg, engine, session, now=now, pacing=pacing, counts=notification_counts
+        )
         self.writer = ProbeWriter(
             self.store,
             SpillFile(Path(cfg.database.spill_path)),
@@ -174,9 +181,9 @@ class Daemon:
             self.monitor.schedule(self.scheduler)
         self.alerting.schedule(self.scheduler)
         self.alerting.start()
-        self.scheduler.start()
-        for sidecar in self.sidecars:
+        for sidecar in self.sidecars:  # before the first probe: a metrics sidecar counts them all
             await sidecar.start(self)
+        self.scheduler.start()
         log.info(
             "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
             self.cfg.vantage,
@@ -228,14 +235,18 @@ class Daemon:
             w = self.writer.stats
             log.info("stopped: %d stored, %d in the spill file", w.inserted, w.spilled - w.replayed)
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(
+        self, stop: asyncio.Event, *, on_stopping: Callable[[], None] | None = None
+    ) -> None:
         """`provmon run`: start, log a status line every `schedule.status_every_s` until
-        `stop` is set, then stop gracefully."""
+        `stop` is set, then (`on_stopping` told first) stop gracefully."""
         await self.start()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.schedule.status_every_s)
             self.log_status()
+        if on_stopping is not None:
+            on_stopping()
         await self.stop()
 
     def stats(self) -> dict[str, int | float | bool]:
@@ -279,6 +290,7 @@ async def build_daemon(
     now: Callable[[], datetime] = utc_now,
     pacing: Pacing = Pacing(),
     sidecars: Sequence[Sidecar] = (),
+    notification_counts: NotificationCounts | None = None,
 ) -> AsyncIterator[Daemon]:
     """A daemon for `cfg`, not started. The database (`cfg.database_url`, migrated) and the
     HTTP session are opened here unless given; a database that does not answer at start is an
@@ -302,6 +314,7 @@ async def build_daemon(
             pacing=pacing,
             sidecars=sidecars,
             db_reachable=reachable,
+            notification_counts=notification_counts,
         )
         try:
             yield daemon

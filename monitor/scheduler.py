@@ -14,6 +14,7 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -150,6 +151,11 @@ class Scheduler:
 
     def start(self) -> None:
         self._sched.start()
+
+    @property
+    def running(self) -> bool:
+        """Started, not paused, not shut down."""
+        return bool(self._sched.state == STATE_RUNNING)
 
     def pause(self) -> None:
         """Start no more runs; runs in flight go on (the daemon drains them, then shuts down)."""

@@ -88,7 +88,18 @@ class ProbeWriter:
         self._held: list[SpillRecord] = []  # the spill could not be written: kept, retried
         self._spill_error: str | None = None
         self._current: list[SpillRecord] = []
+        self._taps: list[Callable[[ProbeResult], None]] = []
         self.stats = WriterStats()
+
+    def tap(self, listener: Callable[[ProbeResult], None]) -> None:
+        """Call `listener` with every submitted result, as it is submitted (it must not block:
+        the metrics endpoint counts probes this way)."""
+        self._taps.append(listener)
+
+    @property
+    def running(self) -> bool:
+        """The writer task is alive (started and neither finished nor crashed)."""
+        return self._task is not None and not self._task.done()
 
     @property
     def db_down(self) -> bool:
@@ -105,6 +116,8 @@ class ProbeWriter:
         pid = new_probe_id()
         self.stats.submitted += 1
         self._queue.put_nowait(_Queued(pid, result, time.monotonic()))
+        for listener in self._taps:
+            listener(result)
         return pid
 
     async def _next_batch(self) -> tuple[list[SpillRecord], float]:

@@ -24,7 +24,9 @@ from monitor.config.sections import (
     DatabaseSettings,
     DirectTarget,
     MaintenanceWindow,
+    MetricsSettings,
     OpenRouterSettings,
+    OtelSettings,
     ProbeSettings,
     ProviderInfo,
     ProviderLimits,
@@ -147,6 +149,9 @@ class Config:
     source: str = "<defaults>"
     channels: tuple[Channel, ...] = ()
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    metrics: MetricsSettings | None = None
+    otel: OtelSettings | None = None
+    otel_headers: Secret | None = None
 
     def limits_for(self, provider: str) -> ProviderLimits:
         return self.providers.get(provider, ProviderLimits())
@@ -272,6 +277,12 @@ def parse_config(
         url = Secret(ch.url) if ch.url is not None else secret(ch.url_env, f"{where}.url_env")
         hmac_key = secret(ch.hmac_secret_env, f"{where}.hmac_secret_env")
         channels.append(Channel(ch, url, hmac_key))
+    otel_headers = secret(raw.otel.headers_env, "otel.headers_env") if raw.otel else None
+    if otel_headers is not None:
+        try:
+            parse_headers(otel_headers.reveal())
+        except ValueError as exc:
+            problems.append(f"otel.headers_env: {exc}")
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -292,6 +303,9 @@ def parse_config(
         source=source,
         channels=tuple(channels),
         probe=raw.probe,
+        metrics=raw.metrics,
+        otel=raw.otel,
+        otel_headers=otel_headers,
     )
 
 
@@ -321,6 +335,18 @@ def read_config_text(path: Path) -> str:
         raise ConfigError(where, [f"is not UTF-8 text (byte {exc.start})"]) from None
     except OSError as exc:
         raise ConfigError(where, [f"cannot read: {exc.strerror or exc}"]) from None
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """`key=value,key2=value2` (OTEL_EXPORTER_OTLP_HEADERS' form) as a dict; ValueError when an
+    entry has no `=` or no key (the values are never shown)."""
+    out = {}
+    for i, item in enumerate(p for p in text.split(",") if p.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"entry {i + 1} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def load_config(path: Path, environ: Mapping[str, str]) -> Config:

@@ -269,6 +269,47 @@ class ScheduleSettings(Section):
         return self
 
 
+LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); port 0 means any free port.
+    Raises ValueError saying what is wrong."""
+    m = LISTEN.match(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)")
+    port = int(m["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    return m["host"].strip("[]"), port
+
+
+class MetricsSettings(Section):
+    """The Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`); off unless `listen` is set."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+class OtelSettings(Section):
+    """OpenTelemetry export (OTLP over HTTP) of every probe; needs the `provmon[otel]` extra."""
+
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s?#]+$")]
+    interval_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    headers_env: EnvName | None = None
+    """A variable holding `key=value,key2=value2` headers (an API key for the backend)."""
+
+
 class DirectTarget(_PriceFields):
     """A provider's own OpenAI-compatible endpoint."""
 
@@ -313,6 +354,8 @@ class ConfigFile(Section):
     uptime: UptimeSettings = UptimeSettings()
     reports: ReportSettings = ReportSettings()
     alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings | None = None
+    otel: OtelSettings | None = None
     maintenance: tuple[MaintenanceWindow, ...] = ()
     targets: tuple[TargetEntry, ...] = ()
 

@@ -8,7 +8,7 @@ import logging
 import os
 import weakref
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -165,6 +165,23 @@ async def require_migrated(engine: AsyncEngine) -> None:
         raise DatabaseError(
             f"the database is {state}, provmon needs revision {head}: run `provmon db upgrade`"
         )
+
+
+async def schema_problem(
+    engine: AsyncEngine, *, timeout_s: float = 5.0, secrets: Sequence[str] = ()
+) -> str | None:
+    """None when the database answers and its schema is at head; else why not, in one line
+    (`secrets` redacted). For readiness checks: never raises for a database fault."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await require_migrated(engine)
+    except DatabaseError as exc:
+        return str(exc)
+    except (SQLAlchemyError, OSError, TimeoutError, ImportError) as exc:
+        return "cannot reach the database: " + short_message(
+            str(exc) or type(exc).__name__, list(secrets)
+        )
+    return None
 
 
 @contextlib.asynccontextmanager
