@@ -33,16 +33,15 @@ from monitor.errors import (
     FetchError,
     UsageError,
 )
-from monitor.exporter.health import NotificationCounts, daemon_health
-from monitor.exporter.model import Health
-from monitor.exporter.sidecar import MetricsSidecar
+from monitor.exporter.health import NotificationCounts
 from monitor.output import LineWriter
 from monitor.probing.http import client_session, get_json
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
 from monitor.results import Outcome, ProbeResult
-from monitor.runtime import Daemon, Sidecar, build_daemon, make_notifiers, make_prober
+from monitor.runtime import Sidecar, build_daemon, make_notifiers, make_prober
 from monitor.sdnotify import SystemdNotifier
+from monitor.sidecars import MetricsAttachment, SystemdAttachment
 from monitor.simulator import Farm, Simulator, demo_farm, quirks_farm, serve
 from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
@@ -332,57 +331,6 @@ async def simulate(scenario: str, host: str, port: int, seed: int, out: TextIO) 
 
     await serve(farm, host, port, ready=ready)
     return EXIT_OK
-
-
-class MetricsAttachment:
-    """The metrics endpoint (and the OpenTelemetry export) as a sidecar of the daemon: started
-    with it, fed every submitted result, and handed the daemon's health on each heartbeat."""
-
-    name = "metrics"
-
-    def __init__(
-        self, cfg: Config, listen: tuple[str, int] | None, counts: NotificationCounts
-    ) -> None:
-        self._cfg, self._listen, self._counts = cfg, listen, counts
-        self._sidecar: MetricsSidecar | None = None
-
-    async def start(self, daemon: Daemon) -> None:
-        spill = SpillFile(Path(self._cfg.database.spill_path))
-
-        def health() -> Health:
-            return daemon_health(
-                daemon.writer,
-                spill,
-                daemon.scheduler,
-                daemon.monitor.budget,
-                self._counts,
-                utc_now(),
-            )
-
-        self._sidecar = MetricsSidecar(self._cfg, self._listen, health)
-        await self._sidecar.start()
-        daemon.writer.tap(self._sidecar.observe)
-
-    async def stop(self) -> None:
-        if self._sidecar is not None:
-            await self._sidecar.stop()
-
-
-class SystemdAttachment:
-    """systemd's notify protocol: READY=1 once probing, WATCHDOG=1 while the scheduler and the
-    writer run (STOPPING=1 is sent when the drain begins, by `run_daemon`)."""
-
-    name = "systemd"
-
-    def __init__(self, notifier: SystemdNotifier) -> None:
-        self.notifier = notifier
-
-    async def start(self, daemon: Daemon) -> None:
-        self.notifier.ready(f"probing {len(daemon.monitor.jobs)} jobs")
-        self.notifier.start_watchdog(lambda: daemon.scheduler.running and daemon.writer.running)
-
-    async def stop(self) -> None:
-        await self.notifier.close()
 
 
 async def run_daemon(
