@@ -96,11 +96,11 @@ async def run_client(
     mode: str,
     cpu: str,
 ) -> ModeRun:
-    from monitor.app import client_session
     from monitor.config import parse_config
     from monitor.exporter.model import Health
     from monitor.exporter.sidecar import MetricsSidecar
     from monitor.probing.client import Prober, ProbeTrace
+    from monitor.probing.session import probe_session
     from monitor.results import Outcome
 
     cfg = parse_config(
@@ -118,7 +118,7 @@ async def run_client(
         cpus = {"client": {CLIENT_CPU}, "sim": {SIM_CPU}}.get(cpu, set(range(os.cpu_count() or 1)))
         with contextlib.suppress(OSError):
             os.sched_setaffinity(metrics_pid, cpus)
-    async with client_session() as session:
+    async with probe_session() as session:
         prober = Prober(session, timeouts=cfg.timeouts, vantage=cfg.vantage, gates=None)
 
         async def one(i: int) -> Sample:

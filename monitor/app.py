@@ -33,15 +33,14 @@ from monitor.errors import (
     FetchError,
     UsageError,
 )
-from monitor.exporter.health import NotificationCounts
+from monitor.exporter.sidecar import MetricsSidecar
 from monitor.output import LineWriter
 from monitor.probing.http import client_session, get_json
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
 from monitor.results import Outcome, ProbeResult
 from monitor.runtime import Sidecar, build_daemon, make_notifiers, make_prober
-from monitor.sdnotify import SystemdNotifier
-from monitor.sidecars import MetricsAttachment, SystemdAttachment
+from monitor.sdnotify import SystemdNotifier, SystemdSidecar
 from monitor.simulator import Farm, Simulator, demo_farm, quirks_farm, serve
 from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
@@ -341,21 +340,20 @@ async def run_daemon(
     systemd: SystemdNotifier | None = None,
 ) -> int:
     """`provmon run`: schedule probes, store results, alert, prune; on `stop`, drain and
-    flush. With `metrics_listen` (or `[metrics] listen`) the metrics endpoint runs beside it
-    (and the OpenTelemetry export with `[otel]`); under systemd it tells systemd when it
-    probes, that it is alive, and when it stops."""
+    flush. Beside it: the metrics endpoint (`metrics_listen` or `[metrics] listen`) and the
+    OpenTelemetry export (`[otel]`), and systemd's notify protocol when `systemd` has a
+    socket."""
     if not cfg.targets:
         raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
     spill = spill_problem(cfg)
     if spill is not None:  # found now, not during the first outage
         raise DatabaseError(f"{spill} (set [database] spill_path to a writable place)")
-    notifier = systemd or SystemdNotifier(None)
-    counts = NotificationCounts()
-    listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
     sidecars: list[Sidecar] = []
+    listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
     if listen is not None or cfg.otel is not None:
-        sidecars.append(MetricsAttachment(cfg, listen, counts))
-    sidecars.append(SystemdAttachment(notifier))
-    async with build_daemon(cfg, sidecars=sidecars, notification_counts=counts) as daemon:
-        await daemon.serve(stop, on_stopping=notifier.stopping)
+        sidecars.append(MetricsSidecar(cfg, listen))
+    if systemd is not None and systemd.enabled:
+        sidecars.append(SystemdSidecar(systemd, stop))  # last: READY=1 once all is up
+    async with build_daemon(cfg, sidecars=sidecars) as daemon:
+        await daemon.serve(stop)
     return EXIT_OK

@@ -28,12 +28,12 @@ from typing import Protocol
 
 from monitor.alerts.channels import Notifier, build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
+from monitor.alerts.counts import NotificationCounts
 from monitor.alerts.service import Alerting
 from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.daemon import Monitor
 from monitor.errors import ConfigError
-from monitor.exporter.health import NotificationCounts
 from monitor.probing.client import Prober
 from monitor.probing.http import ClientSession, client_session
 from monitor.probing.throttle import Gates
@@ -102,8 +102,8 @@ def make_alerting(
     pacing: Pacing = Pacing(),
     counts: NotificationCounts | None = None,
 ) -> Alerting:
-    """The evaluator, outbox sender and channels (counted into `counts` when given, for the
-    metrics endpoint), and the connectivity check when configured."""
+    """The evaluator, outbox sender and channels (counted in `counts`), and the connectivity
+    check when configured."""
     notifiers: Mapping[str, Notifier] = make_notifiers(cfg, session)
     if counts is not None:
         notifiers = counts.wrap(notifiers)
@@ -134,14 +134,14 @@ class Daemon:
         pacing: Pacing = Pacing(),
         sidecars: Sequence[Sidecar] = (),
         db_reachable: bool = True,
-        notification_counts: NotificationCounts | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self._now = now
         self.store = Store(engine, verify_schema=not db_reachable)
+        self.notifications = NotificationCounts()
         self.alerting = make_alerting(
-            cfg, engine, session, now=now, pacing=pacing, counts=notification_counts
+            cfg, engine, session, now=now, pacing=pacing, counts=self.notifications
         )
         self.writer = ProbeWriter(
             self.store,
@@ -235,18 +235,14 @@ class Daemon:
             w = self.writer.stats
             log.info("stopped: %d stored, %d in the spill file", w.inserted, w.spilled - w.replayed)
 
-    async def serve(
-        self, stop: asyncio.Event, *, on_stopping: Callable[[], None] | None = None
-    ) -> None:
+    async def serve(self, stop: asyncio.Event) -> None:
         """`provmon run`: start, log a status line every `schedule.status_every_s` until
-        `stop` is set, then (`on_stopping` told first) stop gracefully."""
+        `stop` is set, then stop gracefully."""
         await self.start()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.schedule.status_every_s)
             self.log_status()
-        if on_stopping is not None:
-            on_stopping()
         await self.stop()
 
     def stats(self) -> dict[str, int | float | bool]:
@@ -290,7 +286,6 @@ async def build_daemon(
     now: Callable[[], datetime] = utc_now,
     pacing: Pacing = Pacing(),
     sidecars: Sequence[Sidecar] = (),
-    notification_counts: NotificationCounts | None = None,
 ) -> AsyncIterator[Daemon]:
     """A daemon for `cfg`, not started. The database (`cfg.database_url`, migrated) and the
     HTTP session are opened here unless given; a database that does not answer at start is an
@@ -314,7 +309,6 @@ async def build_daemon(
             pacing=pacing,
             sidecars=sidecars,
             db_reachable=reachable,
-            notification_counts=notification_counts,
         )
         try:
             yield daemon

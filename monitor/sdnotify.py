@@ -14,6 +14,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.runtime import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +106,35 @@ class SystemdNotifier:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class SystemdSidecar:
+    """The notify protocol as a sidecar of the daemon build: READY=1 once the daemon probes,
+    the watchdog while its scheduler and writer run, STOPPING=1 as soon as `stop` is set (the
+    drain begins)."""
+
+    name = "systemd"
+
+    def __init__(self, notifier: SystemdNotifier, stop: asyncio.Event) -> None:
+        self._notifier = notifier
+        self._stop = stop
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, daemon: Daemon) -> None:
+        n = self._notifier
+        n.ready(f"probing {len(daemon.monitor.jobs)} jobs")
+        n.start_watchdog(lambda: daemon.scheduler.running and daemon.writer.running)
+
+        async def on_stop() -> None:
+            await self._stop.wait()
+            n.stopping()
+
+        self._task = asyncio.create_task(on_stop(), name="systemd-stopping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._notifier.close()

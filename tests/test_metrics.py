@@ -229,6 +229,8 @@ def scraped_counts(text: str) -> tuple[Counter[tuple[str, str]], Counter[str]]:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     url = f"sqlite+aiosqlite:///{db}"
@@ -279,6 +281,12 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
         assert probes == stored
         assert ttft_counts == stored_ok  # histogram counts = ok probes
         assert probes[("http-429", "rate_limited")] > 0
+        connects = [
+            v
+            for (name, labels), v in parse_samples(before).items()
+            if name == "provmon_probe_connect_seconds_count" and ("provider", "plain") in labels
+        ]
+        assert connects and connects[0] > 0  # the connection phases are measured
         assert probes[("empty", "empty_response")] > 0
         # Not migrated any more: /readyz says so, and the database is reported down.
         with sqlite3.connect(db) as conn:
@@ -293,6 +301,8 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
     assert processes_with(token) == []  # the metrics process ended with the daemon
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_metrics_listen_problems_are_one_line(threaded_sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     cfg = sim_config(threaded_sim, f"sqlite+aiosqlite:///{db}", tmp_path, ("plain",))
@@ -320,6 +330,8 @@ def test_metrics_listen_problems_are_one_line(threaded_sim: Simulator, tmp_path:
         assert first.stop() == 0
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_provmon_config_names_the_config(threaded_sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     cfg = sim_config(threaded_sim, f"sqlite+aiosqlite:///{db}", tmp_path, ("plain",))

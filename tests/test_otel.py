@@ -106,6 +106,8 @@ def test_otel_section_is_validated() -> None:
     assert cfg.otel is not None and metrics_url(cfg.otel.endpoint) == "http://c:4318/v1/metrics"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_running_daemon_exports_its_probes(
     threaded_sim: Simulator, tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -20,7 +20,7 @@ from monitor.simulator import Simulator
 from tests.metrics_helpers import DEPLOY, get, running, sim_config, tool
 from tests.test_metrics import db_counts
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(150)]
 
 LABELS = {"model", "provider", "route", "vantage", "workload"}
 

@@ -66,6 +66,8 @@ def test_no_socket_does_nothing_and_a_gone_one_is_not_fatal() -> None:
     assert SystemdNotifier.from_values("@x", "1000000", "1").watchdog_s is None
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_provmon_run_speaks_the_notify_protocol(
     threaded_sim: Simulator, tmp_path: Path, listener: tuple[socket.socket, str]
 ) -> None:

@@ -29,7 +29,6 @@ def _s(ms: float | None) -> float | None:
 
 def probe_line(r: ProbeResult) -> list[Any]:
     """The message for one probe: its labels, outcome and measurements (seconds, tokens/s)."""
-    connect_ms: float | None = getattr(r, "connect_ms", None)  # phases, where measured
     return [
         "p",
         r.model,
@@ -40,7 +39,7 @@ def probe_line(r: ProbeResult) -> list[Any]:
         r.outcome.value,
         _s(r.ttft_ms),
         _s(r.latency_ms),
-        _s(connect_ms),
+        _s(r.connect_ms),
         r.decode_tps,
         r.e2e_tps,
         r.cost_usd,

@@ -1,4 +1,5 @@
-"""The daemon's side of the metrics endpoint: starts the metrics process and feeds it.
+"""The daemon's side of the metrics endpoint: starts the metrics process and feeds it. A
+`Sidecar` of the daemon build (`runtime.build_daemon(cfg, sidecars=[...])`).
 
 `observe(result)` costs the probe loop one short JSON line written to a pipe (a few
 microseconds); everything a scrape costs happens in the other process (`server`). A health
@@ -15,17 +16,24 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from monitor import __version__
+from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.config.load import parse_headers
 from monitor.errors import MetricsError
+from monitor.exporter.health import daemon_health
 from monitor.exporter.model import HEARTBEAT_S, Health, SeriesKey, probe_line
 from monitor.results import ProbeResult
+from monitor.spill import SpillFile
+
+if TYPE_CHECKING:
+    from monitor.runtime import Daemon
 
 log = logging.getLogger("monitor.metrics")
 
@@ -46,11 +54,13 @@ def jobs_of(cfg: Config) -> list[SeriesKey]:
 
 
 class MetricsSidecar:
+    name = "metrics"
+
     def __init__(
         self,
         cfg: Config,
         listen: tuple[str, int] | None,
-        health: Callable[[], Health],
+        health: Callable[[], Health] = Health,
         *,
         poll_s: float = 5.0,
         jobs: Iterable[SeriesKey] | None = None,
@@ -64,6 +74,7 @@ class MetricsSidecar:
         self._stdin: asyncio.StreamWriter | None = None
         self._beat: asyncio.Task[None] | None = None
         self._dropped = 0
+        self._pending: list[bytes] | None = []  # lines observed before the process is up
         self.address: tuple[str, int] | None = None
 
     @property
@@ -72,10 +83,26 @@ class MetricsSidecar:
         host, port = self.address
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
-    async def start(self) -> tuple[str, int] | None:
-        """Start the metrics process; returns the address it listens on (None without
-        `listen`: OpenTelemetry export only). Raises MetricsError when it cannot listen there
-        or cannot export."""
+    async def start(self, daemon: Daemon | None = None) -> None:
+        """Start the metrics process, counting `daemon`'s probes and showing its health;
+        `address` is where it listens (None without `listen`: OpenTelemetry export only).
+        Raises MetricsError when it cannot listen there or cannot export."""
+        if daemon is not None:
+            # Tapped before the first await: no probe finishes uncounted.
+            daemon.writer.tap(self.observe)
+            spill = SpillFile(Path(self._cfg.database.spill_path))
+
+            def health() -> Health:
+                return daemon_health(
+                    daemon.writer,
+                    spill,
+                    daemon.scheduler,
+                    daemon.monitor.budget,
+                    daemon.notifications,
+                    utc_now(),
+                )
+
+            self._health = health
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -109,6 +136,8 @@ class MetricsSidecar:
                 "headers": parse_headers(headers),
             }
         proc.stdin.write(json.dumps(init).encode() + b"\n")
+        pending, self._pending = self._pending or [], None
+        proc.stdin.write(b"".join(pending))
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
                 answer = await proc.stdout.readline()
@@ -120,7 +149,7 @@ class MetricsSidecar:
         if "listening" not in reply:
             await self._end(kill=True)
             why = reply.get("error") or "the metrics process did not start"
-            raise MetricsError(why)
+            raise MetricsError(f"metrics: {why}")
         if reply["listening"] is not None:
             host, port = reply["listening"]
             self.address = (str(host), int(port))
@@ -131,9 +160,11 @@ class MetricsSidecar:
             )
         self._send_health()
         self._beat = asyncio.create_task(self._heartbeat(), name="metrics-heartbeat")
-        return self.address
 
     def _write(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._pending.append(data)
+            return
         stdin = self._stdin
         if stdin is None or stdin.is_closing():
             return
