@@ -587,7 +587,9 @@ def test_farm_routes_and_pins() -> None:
     pin = {"only": ["alpha"], "allow_fallbacks": False}
     plan, _ = farm.plan_chat("openrouter", None, None, body(model="b/two", provider=pin), 0)
     assert plan.status == 404
-    assert "No endpoints found" in json.loads(plan.body)["error"]["message"]
+    error = json.loads(plan.body)["error"]
+    assert error["message"] == "No allowed providers are available for the selected model."
+    assert error["metadata"] == {"available_providers": ["beta"], "requested_providers": ["alpha"]}
     for name in ("ALPHA", "alpha", "Alpha"):
         pin = {"only": [name], "allow_fallbacks": False}
         _, record = farm.plan_chat("openrouter", None, None, body(model="a/one", provider=pin), 0)

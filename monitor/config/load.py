@@ -19,10 +19,12 @@ from monitor.config.sections import (
     DATABASE_DRIVERS,
     DEFAULT_WORKLOADS,
     AlertSettings,
+    CatalogueSettings,
     ChannelSettings,
     ConfigFile,
     DatabaseSettings,
     DirectTarget,
+    EndpointInfo,
     MaintenanceWindow,
     MetricsSettings,
     OpenRouterSettings,
@@ -39,6 +41,7 @@ from monitor.config.sections import (
 from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("provmon.toml")
+DEFAULT_CATALOGUE = CatalogueSettings()
 
 
 class Secret:
@@ -77,9 +80,22 @@ class Prices:
         ) / 1e6
 
 
+def endpoint_label(provider: str, endpoint: str | None) -> str:
+    """The `provider` of a target that pins an OpenRouter endpoint: the provider's name and
+    what the tag adds after the slug (`DeepInfra` + `deepinfra/fp8` → `DeepInfra/fp8`), so two
+    endpoints of one provider are two targets; a bare slug adds nothing."""
+    suffix = (endpoint or "").partition("/")[2]
+    return f"{provider}/{suffix}" if suffix else provider
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """(model, provider, route): what is probed. `key` identifies it everywhere."""
+    """(model, provider, route): what is probed. `key` identifies it everywhere.
+
+    On the OpenRouter route, `endpoint` is the tag (or provider slug) the probes pin, and
+    `provider_name` the provider as OpenRouter names it; `provider` is then
+    `endpoint_label(provider_name, endpoint)`.
+    """
 
     model: str
     provider: str
@@ -94,6 +110,8 @@ class Target:
     context_length: int | None = None
     tokenizer: str | None = None
     """Path of the model's own tokenizer file; None for the default counter."""
+    endpoint: str | None = None
+    provider_name: str = ""
 
     @property
     def key(self) -> str:
@@ -112,6 +130,11 @@ class Target:
     def pinned(self) -> bool:
         """OpenRouter route: the request pins the provider with no fallbacks."""
         return self.route == "openrouter"
+
+    @property
+    def pin(self) -> str:
+        """What `provider.only` names: the endpoint's tag, else the provider."""
+        return self.endpoint or self.provider_name or self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +175,21 @@ class Config:
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
+    catalogue: CatalogueSettings = DEFAULT_CATALOGUE
 
     def limits_for(self, provider: str) -> ProviderLimits:
-        return self.providers.get(provider, ProviderLimits())
+        """`[providers.NAME]` of a target's provider; an endpoint's target (`DeepInfra/fp8`)
+        has its provider's (`DeepInfra`)."""
+        found = self.providers.get(provider)
+        if found is None:
+            names = {t.provider_name for t in self.targets if t.provider == provider}
+            found = next((self.providers[n] for n in names if n in self.providers), None)
+        return found or ProviderLimits()
+
+    @property
+    def openrouter_models(self) -> list[str]:
+        """The models probed through OpenRouter, in config order (the catalogue watch's)."""
+        return list(dict.fromkeys(t.model for t in self.targets if t.route == "openrouter"))
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -242,8 +277,12 @@ def parse_config(
                 )
             )
         else:
-            for provider in entry.providers:
-                own = entry.info.get(provider)
+            pins: list[tuple[str, ProviderInfo | None, str | None]] = [
+                (p, entry.info.get(p), (entry.info.get(p) or EndpointInfo()).endpoint)
+                for p in entry.providers
+            ]
+            pins += [(e.provider, e, e.endpoint) for e in entry.endpoints]
+            for provider, own, endpoint in pins:
                 overrides: dict[str, Any] = {}
                 if own is not None:
                     overrides["context_length"] = own.context_length or entry.context_length
@@ -251,11 +290,13 @@ def parse_config(
                 targets.append(
                     Target(
                         model=entry.model,
-                        provider=provider,
+                        provider=endpoint_label(provider, endpoint),
                         route="openrouter",
                         base_url=raw.openrouter.base_url.rstrip("/"),
                         request_model=entry.model,
                         api_key=openrouter_key,
+                        endpoint=endpoint,
+                        provider_name=provider,
                         **(common | overrides),
                     )
                 )
@@ -306,6 +347,7 @@ def parse_config(
         metrics=raw.metrics,
         otel=raw.otel,
         otel_headers=otel_headers,
+        catalogue=raw.catalogue,
     )
 
 

@@ -221,6 +221,36 @@ class ProviderInfo(Section):
     output_price_per_mtok: Usd | None = None
 
 
+ENDPOINT_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
+EndpointTag = Annotated[str, Field(pattern=ENDPOINT_TAG.pattern, max_length=100)]
+"""An OpenRouter endpoint's tag (`deepinfra/fp8`), or a provider slug (`deepinfra`: any of its
+endpoints)."""
+
+
+class EndpointInfo(ProviderInfo):
+    """A provider of an OpenRouter target: its report info, and the endpoint its probes pin."""
+
+    endpoint: EndpointTag | None = None
+
+
+class OpenRouterEndpoint(ProviderInfo):
+    """One endpoint of a provider, as its own target: `provider` is the provider's name as
+    OpenRouter shows it, `endpoint` the tag the probes pin (`provmon discover` writes these)."""
+
+    provider: Annotated[str, Field(min_length=1, max_length=100)]
+    endpoint: EndpointTag
+
+
+class CatalogueSettings(Section):
+    """The daemon's watch on OpenRouter's endpoints of every model it probes through
+    OpenRouter: how often it reads them, and whether a change is notified."""
+
+    enabled: Annotated[bool, Field(strict=True)] = True
+    every_s: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=60, le=86_400)] = 3600.0
+    notify: Annotated[bool, Field(strict=True)] = True
+    timeout_s: TimeoutSeconds = 30.0
+
+
 class _PriceFields(ProviderInfo):
     stream_options: Annotated[bool, Field(strict=True)] = True
     workloads: tuple[str, ...] = ("short",)
@@ -322,15 +352,20 @@ class DirectTarget(_PriceFields):
 
 
 class OpenRouterTarget(_PriceFields):
-    """A model on OpenRouter, one target per provider, each pinned to that provider alone."""
+    """A model on OpenRouter: one target per provider in `providers` (pinned to that provider,
+    or to the `endpoint` its `info` names) and one per entry of `endpoints` (pinned to that
+    endpoint: two endpoints of one provider are two targets)."""
 
     route: Literal["openrouter"]
     model: Annotated[str, Field(min_length=1)]
-    providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
-    info: dict[str, ProviderInfo] = {}
+    providers: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    info: dict[str, EndpointInfo] = {}
+    endpoints: tuple[OpenRouterEndpoint, ...] = ()
 
     @model_validator(mode="after")
     def _info_for_listed_providers(self) -> OpenRouterTarget:
+        if not self.providers and not self.endpoints:
+            raise ValueError("give providers, endpoints, or both")
         unknown = sorted(set(self.info) - set(self.providers))
         if unknown:
             raise ValueError(f"info for providers not in providers: {', '.join(unknown)}")
@@ -357,6 +392,7 @@ class ConfigFile(Section):
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    catalogue: CatalogueSettings = CatalogueSettings()
     targets: tuple[TargetEntry, ...] = ()
 
     @model_validator(mode="after")

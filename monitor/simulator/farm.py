@@ -210,8 +210,8 @@ class Farm:
                 return None, model, error_plan(404, message, fault="model")
         else:
             chosen = self._route_openrouter(model, request.get("provider"))
-            if isinstance(chosen, str):
-                return None, model, error_plan(404, chosen, route=route, fault="model")
+            if isinstance(chosen, Plan):
+                return None, model, chosen
             profile, served = chosen
 
         retry_after_s = self._throttle(profile, now_ns)
@@ -266,19 +266,54 @@ class Farm:
 
     def _route_openrouter(
         self, model: str, preferences: Any
-    ) -> tuple[ProviderProfile, ServedModel] | str:
-        """The provider the OpenRouter front sends `model` to, or why there is none."""
+    ) -> tuple[ProviderProfile, ServedModel] | Plan:
+        """The endpoint the OpenRouter front sends `model` to, or the error OpenRouter answers.
+
+        `provider` preferences as OpenRouter documents them: `only`, `ignore` and `order` name
+        endpoints by tag (`swiftly/turbo`: that endpoint) or providers by slug or name (every
+        endpoint of that provider), `quantizations` filters by quantization, `allow_fallbacks`
+        false keeps to `order`. A pin that leaves no endpoint is OpenRouter's 404 with the
+        available and requested providers in its metadata.
+        """
         candidates = self.providers_of(model)
         if not candidates:
-            return f"Model {model} not found"
-        only = preferences.get("only") if isinstance(preferences, dict) else None
-        if only:
-            names = {str(name).casefold() for name in only}
-            candidates = [p for p in candidates if names & {p.slug, p.name.casefold()}]
-            if not candidates:
-                return f"No endpoints found for {model} matching provider.only={only}"
+            return error_plan(404, f"Model {model} not found", route="openrouter", fault="model")
+        prefs = preferences if isinstance(preferences, dict) else {}
+        lists: dict[str, list[str]] = {}
+        for name in ("only", "ignore", "order", "quantizations"):
+            value = prefs.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                message = f"Invalid provider preferences: `{name}` must be a list of strings"
+                return error_plan(400, message, route="openrouter", fault="bad_request")
+            lists[name] = value
+        available = sorted({p.provider_slug for p in candidates})
+        if lists.get("only"):
+            candidates = [p for p in candidates if any(map(p.answers_to, lists["only"]))]
+        if lists.get("ignore"):
+            candidates = [p for p in candidates if not any(map(p.answers_to, lists["ignore"]))]
+        if lists.get("quantizations"):
+            wanted = {q.casefold() for q in lists["quantizations"]}
+            candidates = [p for p in candidates if p.quantization.casefold() in wanted]
+        order = lists.get("order", [])
+        ranked = [p for pin in order for p in candidates if p.answers_to(pin)]
+        if order and prefs.get("allow_fallbacks") is False:
+            candidates = list(dict.fromkeys(ranked))
+        if not candidates:
+            requested = lists.get("only") or order or lists.get("quantizations") or []
+            return error_plan(
+                404,
+                "No allowed providers are available for the selected model.",
+                route="openrouter",
+                fault="model",
+                metadata={"available_providers": available, "requested_providers": requested},
+            )
         rng = self._rngs.setdefault("", random.Random(f"{self.seed}/openrouter"))
-        profile = candidates[0] if len(candidates) == 1 else rng.choice(candidates)
+        if ranked and ranked[0] in candidates:
+            profile = ranked[0]
+        else:
+            profile = candidates[0] if len(candidates) == 1 else rng.choice(candidates)
         served = profile.serves(model)
         assert served is not None
         return profile, served

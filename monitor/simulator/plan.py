@@ -81,13 +81,17 @@ def error_plan(
     fault: str = "",
     retry_after_s: int | None = None,
     delay_s: float = 0.0,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """An HTTP error response (JSON body in OpenAI's shape, or OpenRouter's on that route)."""
+    """An HTTP error response (JSON body in OpenAI's shape, or OpenRouter's on that route,
+    with its `metadata` when given)."""
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
     if retry_after_s is not None:
         headers += (("Retry-After", str(retry_after_s)),)
     if route == "openrouter":
-        error: dict[str, Any] = {"code": status, "message": message}
+        error: dict[str, Any] = {"message": message, "code": status}
+        if metadata is not None:
+            error["metadata"] = dict(metadata)
     else:
         error = {"message": message, "type": _ERROR_TYPES.get(status, "api_error")}
         error |= {"param": None, "code": _ERROR_CODES.get(status)}
@@ -183,7 +187,7 @@ class _Builder:
             "choices": [choice],
         }
         if self.openrouter:
-            out["provider"] = self.profile.name
+            out["provider"] = self.profile.provider_label
         elif self.profile.usage_mode == "every":
             out["usage"] = self.usage(self.tokens_sent + tokens)
         return out
@@ -267,7 +271,7 @@ class _Builder:
                 "code": status,
             }
         }
-        return {"provider_name": self.profile.name, "raw": json.dumps(raw)}
+        return {"provider_name": self.profile.provider_label, "raw": json.dumps(raw)}
 
     def hang(self, fault: str) -> Plan:
         intent = self.intent(200 if self.openrouter else None, Outcome.TIMEOUT, fault, None)
