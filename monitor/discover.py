@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
+from monitor.catalogue.listing import Endpoint, parse_endpoints
 from monitor.config.load import endpoint_label
 from monitor.config.sections import ENDPOINT_TAG
-from monitor.endpoints import Endpoint, parse_endpoints
 
 __all__ = ["Endpoint", "parse_endpoints", "to_toml"]
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.catalogue.listing import parse_endpoints
 from monitor.config import parse_config
-from monitor.endpoints import parse_endpoints
 from monitor.reporting.job import build_reports, make_reports
 from monitor.reporting.model import report_from_json
 from monitor.reporting.periods import parse_week

@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from monitor.catalogue.api import read_endpoints
+from monitor.catalogue.listing import Endpoint, Percentiles, parse_endpoint, parse_endpoints
 from monitor.config import Secret, parse_config
 from monitor.config.sections import MaintenanceWindow
 from monitor.discover import to_toml
-from monitor.endpoints import Endpoint, Percentiles, parse_endpoint, parse_endpoints
 from monitor.errors import ConfigError, DiscoverError, EndpointsError
 from monitor.maintenance import applies_to
-from monitor.openrouter_api import read_endpoints
 from monitor.probing.prompts import build_body
 from monitor.results import Outcome
 from monitor.simulator import run_simulator

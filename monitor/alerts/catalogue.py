@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor.alerts.payloads import ZERO_TIME, fingerprint, rfc3339
-from monitor.catalogue import CatalogueEvent
+from monitor.catalogue.diff import CatalogueEvent
 
 ALERT_NAME = "CatalogueChange"
 

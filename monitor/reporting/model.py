@@ -112,7 +112,7 @@ class Published:
 
 @dataclass(frozen=True, slots=True)
 class CatalogueChange:
-    """A change in OpenRouter's endpoints listing of the model (monitor.catalogue)."""
+    """A change in OpenRouter's endpoints listing of the model (monitor.catalogue.diff)."""
 
     at: datetime
     endpoint: str

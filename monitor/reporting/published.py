@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from monitor.aggregate import Accounting, RowData, RowKey, median_ci, wilson_interval
-from monitor.endpoints import Endpoint
+from monitor.catalogue.listing import Endpoint
 from monitor.reporting.model import Published, PublishedFigure
 
 Snapshot = tuple[datetime, Sequence[Endpoint]]

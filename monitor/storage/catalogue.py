@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.catalogue import CatalogueEvent, ChangeKind, diff
-from monitor.endpoints import Endpoint
+from monitor.catalogue.diff import CatalogueEvent, ChangeKind, StoredEvent, diff
+from monitor.catalogue.listing import Endpoint
 from monitor.errors import StoreUnavailable
 from monitor.storage.schema import CatalogueEventRow, CatalogueSnapshotRow, OutboxRow
 
@@ -36,12 +36,6 @@ class Snapshot:
     vantage: str
     authenticated: bool
     endpoints: list[Endpoint]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    id: int
-    event: CatalogueEvent
 
 
 def _snapshot(row: Any) -> Snapshot:

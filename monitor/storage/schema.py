@@ -220,7 +220,7 @@ class CatalogueSnapshotRow(Base):
 
 
 class CatalogueEventRow(Base):
-    """A change between two snapshots of a model (monitor.catalogue.CatalogueEvent); kept
+    """A change between two snapshots of a model (monitor.catalogue.diff.CatalogueEvent); kept
     when old snapshots are pruned."""
 
     __tablename__ = "catalogue_events"

@@ -2,7 +2,7 @@
 every `[catalogue] every_s`, and records each listing and what changed (with a notification
 per change through the outbox).
 
-Owns no resources: the composition root hands it a reader (`monitor.openrouter_api`) and the
+Owns no resources: the composition root hands it a reader (`monitor.catalogue.api`) and the
 store, and schedules `poll`. Tests call `poll` directly with their own clock.
 """
 
@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from monitor.alerts.catalogue import catalogue_notifications
+from monitor.catalogue.diff import StoredEvent
+from monitor.catalogue.listing import Endpoint
 from monitor.clock import utc_now
 from monitor.config import Config
-from monitor.endpoints import Endpoint
 from monitor.errors import DiscoverError, StoreUnavailable
 from monitor.logs import OnceWhileFailing
 from monitor.scheduler import Scheduler
-from monitor.storage.catalogue import CatalogueStore, StoredEvent
+from monitor.storage.catalogue import CatalogueStore
 
 log = logging.getLogger("monitor.catalogue")
 

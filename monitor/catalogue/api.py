@@ -2,7 +2,7 @@
 
 OpenRouter answers the listing without a key too, but only an authenticated request gets
 `latency_last_30m` and `throughput_last_30m`. The key goes in `Authorization: Bearer` and is
-redacted from every message. The document is parsed by the pure `monitor.endpoints`.
+redacted from every message. The document is parsed by the pure `monitor.catalogue.listing`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from monitor.catalogue.listing import Endpoint, parse_endpoints
 from monitor.config import Secret
-from monitor.endpoints import Endpoint, parse_endpoints
 from monitor.errors import DiscoverError
 from monitor.redact import short_message
 

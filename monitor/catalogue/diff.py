@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.endpoints import Endpoint
+from monitor.catalogue.listing import Endpoint
 
 
 class ChangeKind(enum.StrEnum):
@@ -68,6 +68,14 @@ class CatalogueEvent:
             "at": self.at.isoformat(),
             "summary": self.describe(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A recorded change and its id (the outbox's `catalogue:ID`)."""
+
+    id: int
+    event: CatalogueEvent
 
 
 _NAMES = {
