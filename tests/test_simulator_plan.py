@@ -698,7 +698,14 @@ def test_profiles_are_validated(changes: dict[str, Any]) -> None:
 
 def test_scenarios_are_consistent() -> None:
     demo = demo_farm()
-    assert [p.name for p in demo.profiles] == ["Swiftly", "Budget", "Flaky", "Throttled"]
+    assert [p.name for p in demo.profiles] == [
+        "Swiftly",
+        "Swiftly Turbo",
+        "Budget",
+        "Flaky",
+        "Throttled",
+    ]
+    assert {p.provider_label for p in demo.profiles} == {"Swiftly", "Budget", "Flaky", "Throttled"}
     assert demo.model_ids() == [DEMO_MODEL]
     quirks = quirks_farm()
     assert [p.name for p in quirks.profiles] == list(QUIRKS)

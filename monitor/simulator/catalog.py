@@ -67,7 +67,7 @@ def endpoints_json(
         return None
     minute_ns = 60 * 1_000_000_000
     endpoints = []
-    for p in providers:
+    for p in (farm.listed(p, now_ns) for p in providers):
         recent = [r for r in farm.truth if r.provider == p.name]
         endpoint: dict[str, Any] = {
             "name": f"{p.provider_label} | {model_id}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from monitor.results import Outcome
@@ -96,7 +96,9 @@ class Farm:
     chunk. `processing_s` is the interval of the OpenRouter front's processing comments.
     `start_ns` (monotonic) is the origin of the outage windows; the server sets it when None.
     `created` is the Unix time chunks report at the farm's start (no wall clock is read).
-    `truth` keeps the latest `max_truth` records (oldest dropped first).
+    `truth` keeps the latest `max_truth` records (oldest dropped first). `listing_changes` are
+    (at_s, slug, {field: value}): from `at_s` after the start, the endpoints listing shows that
+    profile with those catalogue fields changed (its price, quantization, context, ...).
     """
 
     profiles: tuple[ProviderProfile, ...]
@@ -108,6 +110,7 @@ class Farm:
     start_ns: int | None = None
     created: int = 1_713_225_600
     max_truth: int = 100_000
+    listing_changes: tuple[tuple[float, str, dict[str, Any]], ...] = ()
     truth: list[TruthRecord] = field(default_factory=list, init=False)
     _rngs: dict[str, random.Random] = field(default_factory=dict, init=False, repr=False)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
@@ -136,6 +139,14 @@ class Farm:
             if wanted in (profile.slug, profile.name.casefold()):
                 return profile
         return None
+
+    def listed(self, profile: ProviderProfile, now_ns: int) -> ProviderProfile:
+        """`profile` as the endpoints listing shows it at `now_ns` (its `listing_changes`)."""
+        elapsed_s = (now_ns - (self.start_ns or now_ns)) / 1e9
+        for at_s, slug, changes in self.listing_changes:
+            if slug == profile.slug and elapsed_s >= at_s:
+                profile = replace(profile, **changes)
+        return profile
 
     def model_ids(self) -> list[str]:
         """Every OpenRouter model id some provider serves, in first-seen order."""
