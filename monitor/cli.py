@@ -14,7 +14,14 @@ from pathlib import Path
 from monitor import app, demo
 from monitor.cli_parser import PROBE_TIMEOUT_FLAGS, build_parser
 from monitor.clock import utc_now
-from monitor.config import DEFAULT_CONFIG_PATH, Config, adhoc_config, load_config, with_timeouts
+from monitor.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    adhoc_config,
+    discover_source,
+    load_config,
+    with_timeouts,
+)
 from monitor.errors import EXIT_FAIL, EXIT_OK, ConfigError, ProvmonError, UsageError
 from monitor.logs import setup_logging
 from monitor.reporting.periods import (
@@ -148,8 +155,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    return app.run(app.discover(args.base_url, args.model, api_key, sys.stdout))
+    path = Path(args.config) if args.config_given or Path(args.config).exists() else None
+    base_url, api_key = discover_source(
+        path, os.environ, base_url=args.base_url, api_key_env=args.api_key_env
+    )
+    return app.run(app.discover(base_url, args.model, api_key, sys.stdout, as_json=args.json))
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    since, cfg = _since(args.since) if args.since else None, _config(args)
+    return app.run(
+        app.catalogue(cfg, sys.stdout, since=since, models=args.model, as_json=args.json)
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -171,6 +188,7 @@ HANDLERS = {
     "db_upgrade": cmd_db_upgrade,
     "demo": cmd_demo,
     "discover": cmd_discover,
+    "catalogue": cmd_catalogue,
     "incidents": cmd_incidents,
     "probe": cmd_probe,
     "report": cmd_report,

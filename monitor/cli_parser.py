@@ -247,17 +247,23 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "discover",
-        help="list the providers OpenRouter serves a model from, as config entries",
-        description="Reads {base-url}/models/MODEL/endpoints and prints TOML [[targets]] entries.",
+        help="list the endpoints OpenRouter serves a model from, as config entries",
+        description="Reads {base-url}/models/MODEL/endpoints, with the key when it is set, and "
+        "prints a [[targets]] entry with one [[targets.endpoints]] per endpoint (its tag pinned).",
     )
+    with_config(p)
     p.add_argument("model", help="model id, e.g. microsoft/wizardlm-2-8x22b")
-    p.add_argument("--base-url", default="https://openrouter.ai/api/v1", help="API base URL")
-    p.add_argument(
-        "--api-key-env",
-        default="OPENROUTER_API_KEY",
-        help="environment variable holding the key, sent if set (default OPENROUTER_API_KEY)",
-    )
+    p.add_argument("--base-url", help="API base URL (default: the config's [openrouter])")
+    p.add_argument("--api-key-env", help="variable holding the key (default: [openrouter])")
+    p.add_argument("--json", action="store_true", help="print the endpoints as JSON")
     p.set_defaults(func=handlers["discover"])
+
+    p = sub.add_parser("catalogue", help="changes in OpenRouter's endpoints of the models")
+    with_config(p)
+    p.add_argument("--since", help="changes at or after: 2026-11-20, 2026-11-20T08:00Z, or 7d")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object per change")
+    p.set_defaults(func=handlers["catalogue"])
 
     p = sub.add_parser(
         "check",

@@ -5,10 +5,12 @@ streams from the endpoint they name (OpenRouter's 404 when they name none)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,3 +167,28 @@ async def openrouter_like() -> AsyncIterator[OpenRouterLike]:
         yield server
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def threaded_openrouter_like() -> Iterator[OpenRouterLike]:
+    """The server in its own event loop on a thread, so the CLI can run its own loop."""
+    ready = threading.Event()
+    box: list[OpenRouterLike] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with openrouter_like() as server:
+            box.append(server)
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield box[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()

@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.aggregate import Accounting, group_rows
 from monitor.catalogue.listing import parse_endpoints
 from monitor.config import parse_config
+from monitor.config.sections import FAILURE_OUTCOMES
 from monitor.reporting.job import build_reports, make_reports
 from monitor.reporting.model import report_from_json
 from monitor.reporting.periods import parse_week
-from monitor.reporting.published import endpoint_for
+from monitor.reporting.published import endpoint_for, published_rows
 from monitor.results import Outcome, ProbeResult
+from monitor.rollup import fold
 from monitor.storage.catalogue import CatalogueStore
 from monitor.storage.store import Store
 from tests.factories import result
@@ -30,6 +33,7 @@ from tests.openrouter_like import MODEL, endpoint
 W47 = parse_week("2026-W47")
 AFTER_W47 = W47.end + timedelta(days=2)
 Z = 1.959964
+ACCT = Accounting(frozenset(FAILURE_OUTCOMES))
 
 
 def wilson(ok: int, n: int) -> tuple[float, float]:
@@ -196,6 +200,15 @@ async def test_the_sections_in_every_format_and_after_freezing(
     (again,) = await build_reports(migrated, cfg, W47, AFTER_W47)
     assert again.to_json() == report.to_json()
     assert report_from_json(report.to_json()).published == report.published
+
+
+def test_full_uptime_published_as_100_agrees_with_a_full_measured_uptime() -> None:
+    ok = result(model=MODEL, provider="X", route="openrouter", started_at=W47.start)
+    rows = group_rows(fold([ok] * 19), W47.start, W47.end)  # Wilson: 99.99999999999999
+    listed = parse_endpoints({"data": {"endpoints": [endpoint("X", "x", uptime_30m=100.0)]}})
+    (p,) = published_rows(rows, [(W47.start, listed)], {"X": ("x", "X")}, ACCT)
+    assert p.uptime_pct is not None and p.uptime_pct.measured == 100.0
+    assert p.uptime_pct.disagrees is False
 
 
 def test_a_provider_pin_finds_its_only_endpoint_and_never_guesses() -> None:

@@ -20,10 +20,10 @@ from monitor.errors import ConfigError, DiscoverError, EndpointsError
 from monitor.maintenance import applies_to
 from monitor.probing.prompts import build_body
 from monitor.results import Outcome
+from monitor.runtime import make_prober
 from monitor.simulator import run_simulator
 from monitor.simulator.farm import Farm
 from monitor.simulator.profiles import ProviderProfile, ServedModel
-from tests.conftest import prober_for
 from tests.openrouter_like import KEY, MODEL, endpoint, openrouter_like
 
 # --- the listing -----------------------------------------------------------------------------
@@ -194,7 +194,7 @@ async def test_probes_pin_each_endpoint_and_are_reported_apart() -> None:
         doc = tomllib.loads(to_toml(MODEL, listed, authenticated=True))
         doc["openrouter"] = {"base_url": server.base_url}
         cfg = parse_config(doc, {"OPENROUTER_API_KEY": KEY})
-        prober = prober_for(session, cfg)
+        prober = make_prober(session, cfg)
         results = [await prober.probe(t, cfg.workloads["short"]) for t in cfg.targets]
         wrong = parse_config(
             {
@@ -298,7 +298,7 @@ async def test_the_front_lists_endpoints_and_publishes_stats_to_keyed_requests()
             },
             {"OPENROUTER_API_KEY": "sim-key"},
         )
-        prober = prober_for(session, parse)
+        prober = make_prober(session, parse)
         for _ in range(3):
             for target in parse.targets:
                 assert (await prober.probe(target, parse.workloads["small"])).outcome is Outcome.OK

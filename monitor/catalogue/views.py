@@ -1,4 +1,4 @@
-"""Catalogue changes as a terminal table and as JSON lines (`provmon catalogue`). Pure."""
+"""Catalogue changes as terminal text (`provmon catalogue`): a table, or JSON lines. Pure."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from monitor.catalogue.diff import StoredEvent
+from monitor.terminal import render, timestamp_text
 
 CATALOGUE_HEADERS = ("id", "seen (UTC)", "model", "provider", "endpoint", "change", "what")
 
@@ -14,7 +15,7 @@ def catalogue_rows(events: Sequence[StoredEvent]) -> list[list[str]]:
     return [
         [
             str(s.id),
-            s.event.at.strftime("%Y-%m-%d %H:%M:%S"),
+            timestamp_text(s.event.at),
             s.event.model,
             s.event.provider,
             s.event.endpoint,
@@ -25,6 +26,10 @@ def catalogue_rows(events: Sequence[StoredEvent]) -> list[list[str]]:
     ]
 
 
-def catalogue_json_lines(events: Sequence[StoredEvent]) -> list[str]:
-    """One JSON object per change: its id and `CatalogueEvent.to_json`."""
-    return [json.dumps({"id": s.id} | s.event.to_json()) for s in events]
+def catalogue_text(events: Sequence[StoredEvent], *, as_json: bool) -> str:
+    """The table, or one JSON object per change (its id and `CatalogueEvent.to_json`)."""
+    if as_json:
+        return "".join(json.dumps({"id": s.id} | s.event.to_json()) + "\n" for s in events)
+    if not events:
+        return "no catalogue changes recorded\n"
+    return render(CATALOGUE_HEADERS, catalogue_rows(events), len(CATALOGUE_HEADERS)) + "\n"

@@ -43,7 +43,10 @@ def _figure(
     if estimate is None:
         return PublishedFigure(published, None, None, None, None)
     low, value, high = estimate
-    return PublishedFigure(published, value, low, high, not low <= published <= high)
+    slack = 1e-9 * max(1.0, abs(high))  # a bound of 100 % may come out as 99.99999999999999
+    return PublishedFigure(
+        published, value, low, high, not low - slack <= published <= high + slack
+    )
 
 
 def _uptime_estimate(data: RowData, acct: Accounting) -> tuple[float, float, float] | None:

@@ -16,14 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from monitor.alert_model import OutboxStatus
 from monitor.catalogue.diff import CatalogueEvent, ChangeKind, StoredEvent, diff
 from monitor.catalogue.listing import Endpoint
-from monitor.errors import StoreUnavailable
+from monitor.storage.faults import unavailable
 from monitor.storage.schema import CatalogueEventRow, CatalogueSnapshotRow, OutboxRow
+from monitor.storage.sql import dialect_insert
 
 Notifications = Callable[[int, CatalogueEvent], Sequence[tuple[str, dict[str, Any]]]]
 """(event id, event) → the (channel, payload) outbox rows to write for it."""
@@ -66,7 +66,7 @@ def _event(row: Any) -> StoredEvent:
 class CatalogueStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine.dialect.name)
 
     async def record(
         self,
@@ -80,7 +80,7 @@ class CatalogueStore:
     ) -> list[StoredEvent] | None:
         """Store a listing and what changed since the model's previous one; None when this
         slot of the model was already recorded (by any monitor)."""
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 if self.engine.dialect.name == "postgresql":  # one model's listings in turn
                     key = zlib.crc32(f"provmon:catalogue:{model}".encode()) & 0x7FFFFFFF
@@ -142,15 +142,13 @@ class CatalogueStore:
                                 transition=f"catalogue:{event_id}",
                                 channel=channel,
                                 payload=payload,
-                                status="pending",  # OutboxStatus.PENDING
+                                status=OutboxStatus.PENDING.value,
                                 attempts=0,
                                 next_attempt_at=observed_at,
                                 created_at=observed_at,
                             )
                         )
                 return stored
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def events(
         self,
@@ -169,11 +167,9 @@ class CatalogueStore:
             query = query.where(CatalogueEventRow.observed_at < until)
         if models:
             query = query.where(CatalogueEventRow.model.in_(list(models)))
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 return [_event(row) for row in (await conn.execute(query)).all()]
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def snapshots(
         self, model: str, since: datetime | None = None, until: datetime | None = None
@@ -188,11 +184,9 @@ class CatalogueStore:
             query = query.where(CatalogueSnapshotRow.observed_at >= since)
         if until is not None:
             query = query.where(CatalogueSnapshotRow.observed_at < until)
-        try:
+        with unavailable():
             async with self.engine.connect() as conn:
                 return [_snapshot(row) for row in (await conn.execute(query)).all()]
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     async def prune(self, before: datetime) -> int:
         """Delete snapshots observed before `before`, except each model's latest (the next
@@ -212,7 +206,7 @@ class CatalogueStore:
                 CatalogueSnapshotRow.observed_at == latest.c.latest,
             ),
         )
-        try:
+        with unavailable():
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     delete(CatalogueSnapshotRow).where(
@@ -220,8 +214,6 @@ class CatalogueStore:
                         CatalogueSnapshotRow.id.not_in(keep),
                     )
                 )
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return int(result.rowcount or 0)
 
 
