@@ -1,7 +1,7 @@
 """catalogue: snapshots of OpenRouter's endpoints listings and the changes between them
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-28 09:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import monitor.storage.types
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
