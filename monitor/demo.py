@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from monitor.app import status
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
-from monitor.config.load import endpoint_label
+from monitor.config.checks import endpoint_label
 from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
 from monitor.runtime import build_daemon

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 
 from monitor.catalogue.listing import Endpoint, parse_endpoints
-from monitor.config.load import endpoint_label
-from monitor.config.sections import ENDPOINT_TAG
+from monitor.config.checks import ENDPOINT_TAG, endpoint_label
 
 __all__ = ["Endpoint", "parse_endpoints", "to_toml"]
 

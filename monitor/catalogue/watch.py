@@ -55,7 +55,8 @@ class CatalogueWatch:
 
     @property
     def models(self) -> list[str]:
-        return self.cfg.openrouter_models
+        """The models probed through OpenRouter, in config order."""
+        return list(dict.fromkeys(t.model for t in self.cfg.targets if t.route == "openrouter"))
 
     def slot(self, at: datetime) -> int:
         """The poll period `at` falls in: one snapshot per model and slot across monitors."""

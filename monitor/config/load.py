@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from monitor.config.checks import endpoint_label
 from monitor.config.sections import (
     DATABASE_DRIVERS,
     DEFAULT_WORKLOADS,
@@ -41,7 +42,6 @@ from monitor.config.sections import (
 from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("provmon.toml")
-DEFAULT_CATALOGUE = CatalogueSettings()
 
 
 class Secret:
@@ -78,14 +78,6 @@ class Prices:
         return (
             (input_tokens or 0) * self.input_per_mtok + (output_tokens or 0) * self.output_per_mtok
         ) / 1e6
-
-
-def endpoint_label(provider: str, endpoint: str | None) -> str:
-    """The `provider` of a target that pins an OpenRouter endpoint: the provider's name and
-    what the tag adds after the slug (`DeepInfra` + `deepinfra/fp8` → `DeepInfra/fp8`), so two
-    endpoints of one provider are two targets; a bare slug adds nothing."""
-    suffix = (endpoint or "").partition("/")[2]
-    return f"{provider}/{suffix}" if suffix else provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +167,7 @@ class Config:
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
-    catalogue: CatalogueSettings = DEFAULT_CATALOGUE
+    catalogue: CatalogueSettings = field(default_factory=CatalogueSettings)
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """`[providers.NAME]` of a target's provider; an endpoint's target (`DeepInfra/fp8`)
@@ -185,11 +177,6 @@ class Config:
             names = {t.provider_name for t in self.targets if t.provider == provider}
             found = next((self.providers[n] for n in names if n in self.providers), None)
         return found or ProviderLimits()
-
-    @property
-    def openrouter_models(self) -> list[str]:
-        """The models probed through OpenRouter, in config order (the catalogue watch's)."""
-        return list(dict.fromkeys(t.model for t in self.targets if t.route == "openrouter"))
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

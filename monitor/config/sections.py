@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from monitor.config.checks import (
     BaseUrl,
+    EndpointTag,
     HttpUrl,
     IntervalSeconds,
     PeriodSeconds,
@@ -221,12 +222,6 @@ class ProviderInfo(Section):
     output_price_per_mtok: Usd | None = None
 
 
-ENDPOINT_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
-EndpointTag = Annotated[str, Field(pattern=ENDPOINT_TAG.pattern, max_length=100)]
-"""An OpenRouter endpoint's tag (`deepinfra/fp8`), or a provider slug (`deepinfra`: any of its
-endpoints)."""
-
-
 class EndpointInfo(ProviderInfo):
     """A provider of an OpenRouter target: its report info, and the endpoint its probes pin."""
 
@@ -234,16 +229,14 @@ class EndpointInfo(ProviderInfo):
 
 
 class OpenRouterEndpoint(ProviderInfo):
-    """One endpoint of a provider, as its own target: `provider` is the provider's name as
-    OpenRouter shows it, `endpoint` the tag the probes pin (`provmon discover` writes these)."""
+    """One endpoint as its own target: the provider's name and the tag its probes pin."""
 
     provider: Annotated[str, Field(min_length=1, max_length=100)]
     endpoint: EndpointTag
 
 
 class CatalogueSettings(Section):
-    """The daemon's watch on OpenRouter's endpoints of every model it probes through
-    OpenRouter: how often it reads them, and whether a change is notified."""
+    """The daemon's reading of OpenRouter's endpoints of the models it probes there."""
 
     enabled: Annotated[bool, Field(strict=True)] = True
     every_s: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=60, le=86_400)] = 3600.0
@@ -352,9 +345,8 @@ class DirectTarget(_PriceFields):
 
 
 class OpenRouterTarget(_PriceFields):
-    """A model on OpenRouter: one target per provider in `providers` (pinned to that provider,
-    or to the `endpoint` its `info` names) and one per entry of `endpoints` (pinned to that
-    endpoint: two endpoints of one provider are two targets)."""
+    """A model on OpenRouter: a target per provider (pinned to it, or to its `info` endpoint)
+    and per entry of `endpoints` (so two endpoints of one provider are two targets)."""
 
     route: Literal["openrouter"]
     model: Annotated[str, Field(min_length=1)]
