@@ -20,8 +20,8 @@ from typing import Any, TextIO
 from monitor import terminal
 from monitor.alerts.channels import channel_problems
 from monitor.alerts.payloads import trial_payload
-from monitor.catalogue.api import endpoints_url, read_endpoints
-from monitor.catalogue.views import catalogue_text
+from monitor.catalogue_api import endpoints_url, read_endpoints
+from monitor.catalogue_views import catalogue_text
 from monitor.clock import utc_now
 from monitor.config import Config, Job, Secret, Target, Workload, probe_jobs
 from monitor.discover import to_toml

@@ -30,9 +30,9 @@ from monitor.alerts.channels import Notifier, build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.counts import NotificationCounts
 from monitor.alerts.service import Alerting
-from monitor.catalogue.api import read_endpoints
 from monitor.catalogue.listing import Endpoint
-from monitor.catalogue.watch import CatalogueWatch
+from monitor.catalogue_api import read_endpoints
+from monitor.catalogue_watch import CatalogueWatch
 from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.daemon import Monitor

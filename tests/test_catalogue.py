@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from monitor.alerts.catalogue import catalogue_notifications
 from monitor.alerts.channels import build_channels
 from monitor.alerts.delivery import OutboxSender
-from monitor.catalogue.api import read_endpoints
 from monitor.catalogue.diff import ChangeKind, diff
 from monitor.catalogue.listing import Endpoint, parse_endpoints
-from monitor.catalogue.watch import CatalogueWatch
+from monitor.catalogue_api import read_endpoints
+from monitor.catalogue_watch import CatalogueWatch
 from monitor.config import Secret, parse_config
 from monitor.storage.alerts import AlertStore
 from monitor.storage.catalogue import CatalogueStore

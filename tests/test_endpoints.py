@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monitor.catalogue.api import read_endpoints
 from monitor.catalogue.listing import Endpoint, Percentiles, parse_endpoint, parse_endpoints
+from monitor.catalogue_api import read_endpoints
 from monitor.config import Secret, parse_config
 from monitor.config.sections import MaintenanceWindow
 from monitor.discover import to_toml

@@ -2,7 +2,7 @@
 every `[catalogue] every_s`, and records each listing and what changed (with a notification
 per change through the outbox).
 
-Owns no resources: the composition root hands it a reader (`monitor.catalogue.api`) and the
+Owns no resources: the composition root hands it a reader (`monitor.catalogue_api`) and the
 store, and schedules `poll`. Tests call `poll` directly with their own clock.
 """
 
