@@ -183,6 +183,9 @@ class ProbeSettings(Section):
 
     max_stream_bytes: Annotated[int, Field(ge=4096)] = 16 * 1024 * 1024
     """A stream sending more than this (received or decoded) ends as `stream.too_large`."""
+    max_bytes_per_s: Annotated[int, Field(ge=65536)] = 4 * 1024 * 1024
+    """Beyond a 1 MiB burst, a stream is read no faster than this (a model streaming 10,000
+    tokens/s sends about 1 MB/s): a runaway stream cannot take the CPU from the others."""
 
 
 class Workload(Section):
