@@ -11,7 +11,8 @@ process:
 
 - off: no metrics endpoint;
 - idle: the endpoint runs and counts every probe, nobody scrapes;
-- scrape: the same, and this process GETs /metrics once a second during the waves.
+- scrape: the same, and this process GETs /metrics once a second during the waves (with
+  `Accept-Encoding: gzip`, as Prometheus does).
 
 The metrics process (which renders the scrapes) runs where `--metrics-cpu` says: `any` (default:
 the scheduler places it, as on a real machine), `client` (the probe loop's own CPU: the worst
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import threading
 import time
@@ -172,18 +174,24 @@ def _client_main(conn: Connection, *args: object) -> None:
 
 
 def scraper(url: str, stop: threading.Event, run: ModeRun) -> None:
+    """GET /metrics once a second (gzip, as Prometheus asks), timing each scrape."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(f"{url}/metrics", headers={"Accept-Encoding": "gzip"})
+    body = b""
     while not stop.is_set():
         t0 = time.perf_counter()
         try:
-            with opener.open(f"{url}/metrics", timeout=60) as resp:
+            with opener.open(request, timeout=60) as resp:
                 body = resp.read()
+                gzipped = resp.headers.get("Content-Encoding") == "gzip"
         except OSError:
-            return  # the client has finished and closed its metrics endpoint
+            break  # the client has finished and closed its metrics endpoint
         run.scrapes_ms.append((time.perf_counter() - t0) * 1000)
-        run.scrape_bytes = len(body)
-        run.series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
         stop.wait(max(0.0, 1.0 - (time.perf_counter() - t0)))
+    if body:
+        text = gzip.decompress(body) if gzipped else body
+        run.scrape_bytes = len(text)
+        run.series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
 
 
 def run_mode(
