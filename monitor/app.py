@@ -9,6 +9,7 @@ the daemon build (`runtime`).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,9 +20,11 @@ from typing import Any, TextIO
 from monitor import terminal
 from monitor.alerts.channels import channel_problems
 from monitor.alerts.payloads import trial_payload
+from monitor.catalogue_api import endpoints_url, read_endpoints
+from monitor.catalogue_views import catalogue_text
 from monitor.clock import utc_now
-from monitor.config import Config, Job, Target, Workload, probe_jobs
-from monitor.discover import parse_endpoints, to_toml
+from monitor.config import Config, Job, Secret, Target, Workload, probe_jobs
+from monitor.discover import to_toml
 from monitor.errors import (
     EXIT_FAIL,
     EXIT_OK,
@@ -29,13 +32,11 @@ from monitor.errors import (
     ConfigError,
     DatabaseError,
     DiscoverError,
-    EndpointsError,
-    FetchError,
     UsageError,
 )
 from monitor.exporter.sidecar import MetricsSidecar
 from monitor.output import LineWriter
-from monitor.probing.http import client_session, get_json
+from monitor.probing.http import client_session
 from monitor.reporting.job import accounting, make_reports
 from monitor.reporting.periods import Period
 from monitor.results import Outcome, ProbeResult
@@ -45,6 +46,7 @@ from monitor.simulator import Farm, Simulator, demo_farm, quirks_farm, serve
 from monitor.spill import SpillFile
 from monitor.status import TargetStatus, model_summary, target_status
 from monitor.storage.alerts import AlertStore
+from monitor.storage.catalogue import CatalogueStore
 from monitor.storage.database import connected, head_revision, upgrade
 from monitor.storage.reports import alert_states, rollups_between, status_samples
 
@@ -277,35 +279,34 @@ async def probe(
     return EXIT_OK if all(r.outcome is Outcome.OK for r in results) else EXIT_FAIL
 
 
-async def fetch_endpoints(
-    base_url: str, model: str, api_key: str | None, timeout_s: float = 30.0
-) -> str:
-    """GET {base}/models/{model}/endpoints and return target entries as TOML text.
-
-    Raises DiscoverError with a readable message when the API cannot be read.
-    """
-    url = f"{base_url.rstrip('/')}/models/{model}/endpoints"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with client_session() as session:
-            doc = await get_json(
-                session,
-                url,
-                headers=headers,
-                timeout_s=timeout_s,
-                secrets=[api_key] if api_key else [],
-            )
-        endpoints = parse_endpoints(doc)
-    except (FetchError, EndpointsError) as exc:
-        raise DiscoverError(f"{url}: {exc}") from None
+async def discover(
+    base_url: str, model: str, api_key: Secret | None, out: TextIO, *, as_json: bool = False
+) -> int:
+    """`provmon discover`: the endpoints serving `model`, as config entries (or JSON), read
+    with the key when there is one."""
+    async with client_session() as session:
+        endpoints = await read_endpoints(session, base_url, model, api_key)
     if not endpoints:
-        raise DiscoverError(f"{url}: no providers serve {model}")
-    return to_toml(model, endpoints)
+        raise DiscoverError(f"{endpoints_url(base_url, model)}: no endpoints serve {model}")
+    if as_json:
+        out.write(json.dumps([e.to_json() for e in endpoints], indent=2) + "\n")
+    else:
+        out.write(to_toml(model, endpoints, authenticated=api_key is not None))
+    return EXIT_OK
 
 
-async def discover(base_url: str, model: str, api_key: str | None, out: TextIO) -> int:
-    """`provmon discover`: the providers serving `model`, as config entries."""
-    out.write(await fetch_endpoints(base_url, model, api_key))
+async def catalogue(
+    cfg: Config,
+    out: TextIO,
+    *,
+    since: datetime | None = None,
+    models: Sequence[str] | None = None,
+    as_json: bool = False,
+) -> int:
+    """`provmon catalogue`: the recorded changes in OpenRouter's endpoints, oldest first."""
+    async with connected(cfg.database_url.reveal()) as engine:
+        found = await CatalogueStore(engine).events(since=since, models=models)
+    out.write(catalogue_text(found, as_json=as_json))
     return EXIT_OK
 
 

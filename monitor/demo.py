@@ -1,70 +1,74 @@
 """`provmon demo`: the whole product in two minutes on the embedded defaults.
 
-The simulator (four providers of one model), the daemon (the one `provmon run` uses) probing
-them into SQLite with a progress display, then a report under reports/ — all on loopback, all
-under the directory given (`--dir`).
+The simulator (four providers of one model, one of them with two OpenRouter endpoints), the
+daemon (the one `provmon run` uses) probing them into SQLite with a progress display, then a
+report under reports/ — all on loopback, all under the directory given (`--dir`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
 from monitor.app import status
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
+from monitor.config.checks import endpoint_label
 from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
 from monitor.runtime import build_daemon
-from monitor.simulator import DEMO_MODEL, demo_farm, run_simulator
+from monitor.simulator import DEMO_MODEL, Farm, Simulator, demo_farm, run_simulator
 from monitor.storage.database import connected, upgrade
 from monitor.terminal import Written, demo_intro, demo_progress, demo_results
 
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
 
 
+DEMO_KEY = "sk-provmon-demo"
+"""Any key will do for the simulator; with one, its front publishes latency and throughput."""
+
+
 def demo_config(
-    openrouter_base_url: str,
-    direct: dict[str, tuple[str, float, float, int]],
+    sim: Simulator,
+    farm: Farm,
     *,
     db_path: Path,
     interval_s: float,
     reports_dir: Path,
 ) -> Config:
-    """Config for the demo: each simulated provider probed directly
-    and through the OpenRouter-like front, stored in SQLite at `db_path`.
-
-    `direct` maps provider name → (base URL, input and output USD per million tokens, context
-    length).
-    """
-    targets: list[dict[str, Any]] = [
-        {
-            "route": "direct",
-            "model": DEMO_MODEL,
-            "provider": name,
-            "base_url": url,
-            "input_price_per_mtok": price_in,
-            "output_price_per_mtok": price_out,
-            "context_length": context,
-            "workloads": ["demo"],
-        }
-        for name, (url, price_in, price_out, context) in direct.items()
-    ]
+    """Config for the demo: each simulated endpoint probed directly and through the
+    OpenRouter-like front (pinned by its tag when its provider has several, else by the
+    provider's slug), stored in SQLite at `db_path`; the catalogue read every minute."""
+    endpoints_of = Counter(p.provider_label for p in farm.profiles)
+    targets: list[dict[str, Any]] = []
+    endpoints: list[dict[str, Any]] = []
+    for p in farm.profiles:
+        pin = p.endpoint_tag if endpoints_of[p.provider_label] > 1 else p.provider_slug
+        info = {"context_length": p.context_length}
+        prices = {"input_price_per_mtok": p.input_usd_per_mtok}
+        prices["output_price_per_mtok"] = p.output_usd_per_mtok
+        targets.append(
+            {
+                "route": "direct",
+                "model": DEMO_MODEL,
+                "provider": endpoint_label(p.provider_label, pin),
+                "base_url": sim.direct_base_url(p.slug),
+                "workloads": ["demo"],
+            }
+            | info
+            | prices
+        )
+        endpoints.append({"provider": p.provider_label, "endpoint": pin} | info)
     targets.append(
-        {
-            "route": "openrouter",
-            "model": DEMO_MODEL,
-            "providers": list(direct),
-            "workloads": ["demo"],
-            "info": {name: {"context_length": v[3]} for name, v in direct.items()},
-        }
+        {"route": "openrouter", "model": DEMO_MODEL, "workloads": ["demo"], "endpoints": endpoints}
     )
     doc: dict[str, Any] = {
         "vantage": "demo",
         "timeouts": {"connect_s": 2, "first_token_s": 5, "idle_s": 3, "total_s": 15},
         "workloads": {"demo": DEMO_WORKLOAD},
-        "openrouter": {"base_url": openrouter_base_url, "api_key_env": None},
+        "openrouter": {"base_url": sim.openrouter_base_url, "api_key_env": "PROVMON_DEMO_KEY"},
         "database": {
             "url": f"sqlite+aiosqlite:///{db_path}",
             "spill_path": str(db_path.with_suffix(".spill.jsonl")),
@@ -72,9 +76,10 @@ def demo_config(
         "schedule": {"interval_s": interval_s, "jitter_s": interval_s / 10, "drain_s": 5},
         "uptime": {"min_samples": 5},
         "reports": {"out_dir": str(reports_dir)},
+        "catalogue": {"every_s": 60},
         "targets": targets,
     }
-    return parse_config(doc, {}, "<demo>")
+    return parse_config(doc, {"PROVMON_DEMO_KEY": DEMO_KEY}, "<demo>")
 
 
 def _fresh_database(workdir: Path) -> Path:
@@ -98,29 +103,21 @@ async def demo(
     """The whole product on the embedded defaults: the simulator (four providers of one model),
     the daemon probing them into SQLite, a progress display, then a report under reports/.
     Everything it writes goes under `workdir` (created if missing)."""
-    farm = demo_farm(outage_start_s=duration_s / 3, outage_duration_s=duration_s / 4)
+    farm = demo_farm(
+        outage_start_s=duration_s / 3,
+        outage_duration_s=duration_s / 4,
+        price_change_s=duration_s / 2,
+    )
     db_path = _fresh_database(workdir)
     async with run_simulator(farm) as sim:
         cfg = demo_config(
-            sim.openrouter_base_url,
-            {
-                p.name: (
-                    sim.direct_base_url(p.slug),
-                    p.input_usd_per_mtok,
-                    p.output_usd_per_mtok,
-                    p.context_length,
-                )
-                for p in farm.profiles
-            },
-            db_path=db_path,
-            interval_s=interval_s,
-            reports_dir=workdir / "reports",
+            sim, farm, db_path=db_path, interval_s=interval_s, reports_dir=workdir / "reports"
         )
         out.write(
             demo_intro(
                 sim.base_url,
                 DEMO_MODEL,
-                len(farm.profiles),
+                len({p.provider_label for p in farm.profiles}),
                 len(cfg.targets),
                 interval_s,
                 duration_s,

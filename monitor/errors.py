@@ -11,8 +11,8 @@ own bugs (anything not below)::
     ├── StoreUnavailable            the database could not be reached or write now: retry later
     │   └── StoreRejected           it answered but refused these values: retrying will not help
     ├── ChannelError                an alert channel did not take a notification
-    ├── MetricsError                the metrics endpoint could not be started (exit 1)
     ├── FetchError                  a plain HTTP GET got no usable answer (status, network, JSON)
+    ├── MetricsError                the metrics endpoint could not be started (exit 1)
     └── DiscoverError               OpenRouter's endpoints API could not be read
         └── EndpointsError          its document does not have the expected shape
 
@@ -71,12 +71,12 @@ class ChannelError(ProvmonError):
     """The channel did not take the notification; the message says why (secrets redacted)."""
 
 
-class MetricsError(ProvmonError):
-    """The metrics endpoint could not be started (address in use, not permitted, ...)."""
-
-
 class FetchError(ProvmonError):
     """A plain HTTP GET got no usable answer; the message says why (secrets redacted)."""
+
+
+class MetricsError(ProvmonError):
+    """The metrics endpoint could not be started (address in use, not permitted, ...)."""
 
 
 class DiscoverError(ProvmonError):

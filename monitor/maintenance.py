@@ -20,13 +20,19 @@ def scope_covers(
     target: str | None, provider: str | None, model: str | None, key: tuple[str, str, str]
 ) -> bool:
     """A maintenance scope (a `model|provider|route` key, a provider, a model; all None: every
-    target) covers the target `key`."""
+    target) covers the target `key`. A provider covers its endpoints' targets too
+    (`DeepInfra` covers `DeepInfra/fp8`)."""
     m, p, r = key
     if target is not None and target != f"{m}|{p}|{r}":
         return False
-    if provider is not None and provider.casefold() != p.casefold():
+    if provider is not None and provider.casefold() not in (p.casefold(), _base(p).casefold()):
         return False
     return model is None or model == m
+
+
+def _base(provider: str) -> str:
+    """The provider of an endpoint's target label (`DeepInfra/fp8` → `DeepInfra`)."""
+    return provider.partition("/")[0]
 
 
 @dataclass(frozen=True, slots=True)

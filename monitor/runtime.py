@@ -11,8 +11,8 @@ the probe writer, the prober, alerting, the scheduler and the `Monitor` together
         await daemon.stop()                      # drain, then stop each part once
 
 Services that live as long as the daemon (the web process, a /metrics endpoint) attach as
-`Sidecar`s: started after the daemon's parts, stopped after them, and reading the numbers the
-daemon exposes (`stats()`: writer, scheduler and monitor counters).
+`Sidecar`s: started after the daemon's parts but before the first probe, stopped after them,
+and reading the numbers the daemon exposes (`stats()`: writer, scheduler and monitor counters).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from monitor.alerts.channels import Notifier, build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.counts import NotificationCounts
 from monitor.alerts.service import Alerting
+from monitor.catalogue.listing import Endpoint
+from monitor.catalogue_api import read_endpoints
+from monitor.catalogue_watch import CatalogueWatch
 from monitor.clock import utc_now
 from monitor.config import Config
 from monitor.daemon import Monitor
@@ -43,6 +46,7 @@ from monitor.results import ProbeResult
 from monitor.scheduler import Scheduler
 from monitor.spill import SpillFile
 from monitor.storage.alerts import AlertStore
+from monitor.storage.catalogue import CatalogueStore
 from monitor.storage.database import Engine, daemon_engine
 from monitor.storage.store import Store
 from monitor.writer import ProbeWriter
@@ -121,6 +125,28 @@ def make_alerting(
     return alerting
 
 
+def make_catalogue_watch(
+    cfg: Config,
+    engine: Engine,
+    session: ClientSession,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    notified: Callable[[], None] | None = None,
+) -> CatalogueWatch:
+    """The watch on OpenRouter's endpoints of the models probed through OpenRouter."""
+
+    async def read(model: str) -> list[Endpoint]:
+        return await read_endpoints(
+            session,
+            cfg.openrouter.base_url,
+            model,
+            cfg.openrouter_key,
+            timeout_s=cfg.catalogue.timeout_s,
+        )
+
+    return CatalogueWatch(cfg, CatalogueStore(engine), read, now=now, notified=notified)
+
+
 class Daemon:
     """One monitor's parts, built and wired once: `start`, `run_round`, `drain`, `stop`."""
 
@@ -161,6 +187,9 @@ class Daemon:
             reachable=check.reachable if check is not None else None,
             on_budget=self.alerting.budget_changed,
         )
+        self.catalogue = make_catalogue_watch(
+            cfg, engine, session, now=now, notified=self.alerting.sender.wake
+        )
         self.scheduler = Scheduler()
         self.sidecars: list[Sidecar] = list(sidecars)
         self.state = "built"  # → running → stopping → stopped
@@ -179,11 +208,12 @@ class Daemon:
         await self.monitor.load_budget()
         if not burst:
             self.monitor.schedule(self.scheduler)
+            self.catalogue.schedule(self.scheduler)
         self.alerting.schedule(self.scheduler)
         self.alerting.start()
-        self.scheduler.start()
-        for sidecar in self.sidecars:
+        for sidecar in self.sidecars:  # before the first probe: a metrics sidecar counts them all
             await sidecar.start(self)
+        self.scheduler.start()
         log.info(
             "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
             self.cfg.vantage,

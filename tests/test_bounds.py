@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.probing.body import BodyDecoder, EncodingError
+from monitor.probing.body import BodyDecoder, ByteBucket, EncodingError
 from monitor.probing.chunks import Chunk, read_event
 from monitor.probing.metrics import StreamMeter, measure
 from monitor.probing.phases import Phases
@@ -181,3 +181,12 @@ def test_phase_arithmetic() -> None:
     assert (p.dns_ms, p.connect_ms, p.tls_ms, p.ttfb_ms, p.network_ms) == (2, 4, 5, 7, 9)
     plain = Phases(connect_start_ns=1 * ms, connect_end_ns=2 * ms)
     assert (plain.dns_ms, plain.connect_ms, plain.tls_ms) == (None, 1, None)
+
+
+def test_byte_bucket_holds_back_only_beyond_the_burst() -> None:
+    bucket = ByteBucket(rate=1000.0, burst=500.0, now=0.0)
+    assert bucket.take(400, 0.0) == 0.0  # within the burst
+    assert bucket.take(200, 0.0) == pytest.approx(0.1)  # 100 bytes over at 1000/s
+    assert bucket.take(0, 0.1) == 0.0  # refilled by then
+    assert bucket.take(100, 10.0) == 0.0  # a long pause refills up to the burst only
+    assert bucket.take(500, 10.0) == pytest.approx(0.1)

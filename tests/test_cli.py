@@ -145,12 +145,15 @@ def test_discover_prints_loadable_toml(
     target = doc["targets"][0]
     assert target["route"] == "openrouter"
     assert target["model"] == DEMO_MODEL
-    assert {"plain", "comments", "http-500"} <= set(target["providers"])
-    assert target["info"]["plain"]["context_length"] > 0
-    # What discover prints is a valid config: prices and context reach each target.
+    by_tag = {e["endpoint"]: e for e in target["endpoints"]}
+    assert {"plain/fp8", "comments/fp8", "http-500/fp8"} <= set(by_tag)
+    assert by_tag["plain/fp8"]["provider"] == "plain"
+    assert by_tag["plain/fp8"]["context_length"] > 0
+    # What discover prints is a valid config: each endpoint a target pinned by its tag.
     cfg = parse_config(doc, {"OPENROUTER_API_KEY": "k"})
-    plain = next(t for t in cfg.targets if t.provider == "plain")
-    assert plain.context_length == target["info"]["plain"]["context_length"]
+    plain = next(t for t in cfg.targets if t.provider == "plain/fp8")
+    assert plain.pin == "plain/fp8"
+    assert plain.context_length == by_tag["plain/fp8"]["context_length"]
     assert plain.prices is not None
 
 

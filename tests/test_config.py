@@ -105,7 +105,7 @@ def test_secrets_never_print(tmp_path: Path) -> None:
         ),
         (
             '[[targets]]\nroute = "openrouter"\nmodel = "m"\nproviders = []\n',
-            "targets[0].providers: Tuple should have at least 1 item",
+            "targets[0]: give providers, endpoints, or both",
         ),
         (
             '[[targets]]\nroute = "openrouter"\nmodel = "m"\nproviders = ["A"]\n'

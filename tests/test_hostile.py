@@ -82,6 +82,23 @@ def hostile_elsewhere() -> Iterator[Hostile]:
         yield Hostile(url=url)
 
 
+async def test_a_runaway_stream_is_read_no_faster_than_the_rate_cap(
+    hostile: Hostile, session: aiohttp.ClientSession
+) -> None:
+    cfg = hostile_config(
+        hostile,
+        "endless",
+        probe={"max_stream_bytes": 3 * MIB, "max_bytes_per_s": 2 * MIB},
+        timeouts={"connect_s": 2, "first_token_s": 5, "total_s": 5},
+    )
+    r, elapsed = await probe_one(session, cfg)
+    assert (r.outcome, r.error_kind) in (
+        (Outcome.STREAM_ERROR, "stream.too_large"),
+        (Outcome.TIMEOUT, "timeout.total"),  # a CPU starved by other work reads slower still
+    ), r
+    assert elapsed >= (3 - 1) / 2 * 0.9  # 1 MiB burst, then 2 MiB/s
+
+
 async def test_innocent_neighbours_keep_their_timings_beside_hostile_streams(
     sim: Simulator, hostile_elsewhere: Hostile, session: aiohttp.ClientSession
 ) -> None:

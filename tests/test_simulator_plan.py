@@ -587,7 +587,9 @@ def test_farm_routes_and_pins() -> None:
     pin = {"only": ["alpha"], "allow_fallbacks": False}
     plan, _ = farm.plan_chat("openrouter", None, None, body(model="b/two", provider=pin), 0)
     assert plan.status == 404
-    assert "No endpoints found" in json.loads(plan.body)["error"]["message"]
+    error = json.loads(plan.body)["error"]
+    assert error["message"] == "No allowed providers are available for the selected model."
+    assert error["metadata"] == {"available_providers": ["beta"], "requested_providers": ["alpha"]}
     for name in ("ALPHA", "alpha", "Alpha"):
         pin = {"only": [name], "allow_fallbacks": False}
         _, record = farm.plan_chat("openrouter", None, None, body(model="a/one", provider=pin), 0)
@@ -696,7 +698,14 @@ def test_profiles_are_validated(changes: dict[str, Any]) -> None:
 
 def test_scenarios_are_consistent() -> None:
     demo = demo_farm()
-    assert [p.name for p in demo.profiles] == ["Swiftly", "Budget", "Flaky", "Throttled"]
+    assert [p.name for p in demo.profiles] == [
+        "Swiftly",
+        "Swiftly Turbo",
+        "Budget",
+        "Flaky",
+        "Throttled",
+    ]
+    assert {p.provider_label for p in demo.profiles} == {"Swiftly", "Budget", "Flaky", "Throttled"}
     assert demo.model_ids() == [DEMO_MODEL]
     quirks = quirks_farm()
     assert [p.name for p in quirks.profiles] == list(QUIRKS)

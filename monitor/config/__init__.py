@@ -19,7 +19,7 @@ from monitor.config.load import (
     parse_config,
 )
 from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts, Workload
-from monitor.config.select import Job, adhoc_config, probe_jobs, with_timeouts
+from monitor.config.select import Job, adhoc_config, discover_source, probe_jobs, with_timeouts
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Timeouts",
     "Workload",
     "adhoc_config",
+    "discover_source",
     "load_config",
     "parse_config",
     "probe_jobs",

@@ -3,6 +3,7 @@ URLs that say what to write instead when they are wrong. Pure."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -87,3 +88,17 @@ BaseUrl = Annotated[str, AfterValidator(_base_url)]
 """An OpenAI-compatible API base, e.g. https://api.deepinfra.com/v1/openai."""
 HttpUrl = Annotated[str, AfterValidator(_any_url)]
 """An http(s) URL (a webhook or connectivity check): queries allowed, credentials not."""
+
+
+ENDPOINT_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
+EndpointTag = Annotated[str, Field(pattern=ENDPOINT_TAG.pattern, max_length=100)]
+"""An OpenRouter endpoint's tag (`deepinfra/fp8`), or a provider slug (`deepinfra`: any of its
+endpoints)."""
+
+
+def endpoint_label(provider: str, endpoint: str | None) -> str:
+    """The `provider` of a target that pins an OpenRouter endpoint: the provider's name and
+    what the tag adds after the slug (`DeepInfra` + `deepinfra/fp8` → `DeepInfra/fp8`), so two
+    endpoints of one provider are two targets; a bare slug adds nothing."""
+    suffix = (endpoint or "").partition("/")[2]
+    return f"{provider}/{suffix}" if suffix else provider

@@ -15,14 +15,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from monitor.config.checks import endpoint_label
 from monitor.config.sections import (
     DATABASE_DRIVERS,
     DEFAULT_WORKLOADS,
     AlertSettings,
+    CatalogueSettings,
     ChannelSettings,
     ConfigFile,
     DatabaseSettings,
     DirectTarget,
+    EndpointInfo,
     MaintenanceWindow,
     MetricsSettings,
     OpenRouterSettings,
@@ -79,7 +82,12 @@ class Prices:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """(model, provider, route): what is probed. `key` identifies it everywhere."""
+    """(model, provider, route): what is probed. `key` identifies it everywhere.
+
+    On the OpenRouter route, `endpoint` is the tag (or provider slug) the probes pin, and
+    `provider_name` the provider as OpenRouter names it; `provider` is then
+    `endpoint_label(provider_name, endpoint)`.
+    """
 
     model: str
     provider: str
@@ -94,6 +102,8 @@ class Target:
     context_length: int | None = None
     tokenizer: str | None = None
     """Path of the model's own tokenizer file; None for the default counter."""
+    endpoint: str | None = None
+    provider_name: str = ""
 
     @property
     def key(self) -> str:
@@ -112,6 +122,11 @@ class Target:
     def pinned(self) -> bool:
         """OpenRouter route: the request pins the provider with no fallbacks."""
         return self.route == "openrouter"
+
+    @property
+    def pin(self) -> str:
+        """What `provider.only` names: the endpoint's tag, else the provider."""
+        return self.endpoint or self.provider_name or self.provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +163,20 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...]
     source: str = "<defaults>"
     channels: tuple[Channel, ...] = ()
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    catalogue: CatalogueSettings = field(default_factory=CatalogueSettings)
 
     def limits_for(self, provider: str) -> ProviderLimits:
-        return self.providers.get(provider, ProviderLimits())
+        """`[providers.NAME]` of a target's provider; an endpoint's target (`DeepInfra/fp8`)
+        has its provider's (`DeepInfra`)."""
+        found = self.providers.get(provider)
+        if found is None:
+            names = {t.provider_name for t in self.targets if t.provider == provider}
+            found = next((self.providers[n] for n in names if n in self.providers), None)
+        return found or ProviderLimits()
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -242,8 +264,12 @@ def parse_config(
                 )
             )
         else:
-            for provider in entry.providers:
-                own = entry.info.get(provider)
+            pins: list[tuple[str, ProviderInfo | None, str | None]] = [
+                (p, entry.info.get(p), (entry.info.get(p) or EndpointInfo()).endpoint)
+                for p in entry.providers
+            ]
+            pins += [(e.provider, e, e.endpoint) for e in entry.endpoints]
+            for provider, own, endpoint in pins:
                 overrides: dict[str, Any] = {}
                 if own is not None:
                     overrides["context_length"] = own.context_length or entry.context_length
@@ -251,11 +277,13 @@ def parse_config(
                 targets.append(
                     Target(
                         model=entry.model,
-                        provider=provider,
+                        provider=endpoint_label(provider, endpoint),
                         route="openrouter",
                         base_url=raw.openrouter.base_url.rstrip("/"),
                         request_model=entry.model,
                         api_key=openrouter_key,
+                        endpoint=endpoint,
+                        provider_name=provider,
                         **(common | overrides),
                     )
                 )
@@ -302,10 +330,11 @@ def parse_config(
         maintenance=raw.maintenance,
         source=source,
         channels=tuple(channels),
+        probe=raw.probe,
         metrics=raw.metrics,
         otel=raw.otel,
         otel_headers=otel_headers,
-        probe=raw.probe,
+        catalogue=raw.catalogue,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from monitor.config.checks import (
     BaseUrl,
+    EndpointTag,
     HttpUrl,
     IntervalSeconds,
     PeriodSeconds,
@@ -182,6 +183,9 @@ class ProbeSettings(Section):
 
     max_stream_bytes: Annotated[int, Field(ge=4096)] = 16 * 1024 * 1024
     """A stream sending more than this (received or decoded) ends as `stream.too_large`."""
+    max_bytes_per_s: Annotated[int, Field(ge=65536)] = 4 * 1024 * 1024
+    """Beyond a 1 MiB burst, a stream is read no faster than this (a model streaming 10,000
+    tokens/s sends about 1 MB/s): a runaway stream cannot take the CPU from the others."""
 
 
 class Workload(Section):
@@ -219,6 +223,28 @@ class ProviderInfo(Section):
     context_length: Annotated[int, count(1, 1_000_000_000)] | None = None
     input_price_per_mtok: Usd | None = None
     output_price_per_mtok: Usd | None = None
+
+
+class EndpointInfo(ProviderInfo):
+    """A provider of an OpenRouter target: its report info, and the endpoint its probes pin."""
+
+    endpoint: EndpointTag | None = None
+
+
+class OpenRouterEndpoint(ProviderInfo):
+    """One endpoint as its own target: the provider's name and the tag its probes pin."""
+
+    provider: Annotated[str, Field(min_length=1, max_length=100)]
+    endpoint: EndpointTag
+
+
+class CatalogueSettings(Section):
+    """The daemon's reading of OpenRouter's endpoints of the models it probes there."""
+
+    enabled: Annotated[bool, Field(strict=True)] = True
+    every_s: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=60, le=86_400)] = 3600.0
+    notify: Annotated[bool, Field(strict=True)] = True
+    timeout_s: TimeoutSeconds = 30.0
 
 
 class _PriceFields(ProviderInfo):
@@ -322,15 +348,19 @@ class DirectTarget(_PriceFields):
 
 
 class OpenRouterTarget(_PriceFields):
-    """A model on OpenRouter, one target per provider, each pinned to that provider alone."""
+    """A model on OpenRouter: a target per provider (pinned to it, or to its `info` endpoint)
+    and per entry of `endpoints` (so two endpoints of one provider are two targets)."""
 
     route: Literal["openrouter"]
     model: Annotated[str, Field(min_length=1)]
-    providers: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
-    info: dict[str, ProviderInfo] = {}
+    providers: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    info: dict[str, EndpointInfo] = {}
+    endpoints: tuple[OpenRouterEndpoint, ...] = ()
 
     @model_validator(mode="after")
     def _info_for_listed_providers(self) -> OpenRouterTarget:
+        if not self.providers and not self.endpoints:
+            raise ValueError("give providers, endpoints, or both")
         unknown = sorted(set(self.info) - set(self.providers))
         if unknown:
             raise ValueError(f"info for providers not in providers: {', '.join(unknown)}")
@@ -357,6 +387,7 @@ class ConfigFile(Section):
     metrics: MetricsSettings | None = None
     otel: OtelSettings | None = None
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    catalogue: CatalogueSettings = CatalogueSettings()
     targets: tuple[TargetEntry, ...] = ()
 
     @model_validator(mode="after")

@@ -1,14 +1,19 @@
-"""Config from command-line values: the one-target config of `probe --base-url`, and the
-(target, workload) jobs `probe` runs, narrowed by `--provider`, `--only-model`, `--workload`."""
+"""Config from command-line values: the one-target config of `probe --base-url`, the
+(target, workload) jobs `probe` runs, narrowed by `--provider`, `--only-model`, `--workload`,
+and where `discover` reads OpenRouter's endpoints and with which key."""
 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 
-from monitor.config.load import Config, Target, parse_config
-from monitor.config.sections import Timeouts, Workload
-from monitor.errors import UsageError
+from pydantic import ValidationError
+
+from monitor.config.load import Config, Secret, Target, parse_config, read_config_text
+from monitor.config.sections import OpenRouterSettings, Timeouts, Workload
+from monitor.errors import ConfigError, UsageError
 
 Job = tuple[Target, Workload]
 
@@ -56,7 +61,10 @@ def probe_jobs(
     targets = [
         t
         for t in cfg.targets
-        if (not provider or t.provider.casefold() == provider.casefold())
+        if (
+            not provider
+            or provider.casefold() in (t.provider.casefold(), t.provider_name.casefold())
+        )
         and (not model or t.model == model)
     ]
     if not targets:
@@ -79,3 +87,29 @@ def with_timeouts(cfg: Config, given: Mapping[str, float]) -> Config:
     if "total_s" in given and "first_token_s" not in given:
         values["first_token_s"] = min(values["first_token_s"], values["total_s"])
     return dataclasses.replace(cfg, timeouts=Timeouts(**values))
+
+
+def discover_source(
+    path: Path | None,
+    environ: Mapping[str, str],
+    *,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+) -> tuple[str, Secret | None]:
+    """(base URL, key) for `provmon discover`: `--base-url` and `--api-key-env` when given,
+    else the config file's `[openrouter]` (only that table is read: discover needs none of the
+    others, nor their variables), else OpenRouter and `OPENROUTER_API_KEY`. The key is None
+    when its variable is not set: the listing is public, without latency and throughput."""
+    settings = OpenRouterSettings()
+    if path is not None:
+        try:
+            table = tomllib.loads(read_config_text(path)).get("openrouter", {})
+            settings = OpenRouterSettings.model_validate(table)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+        except ValidationError as exc:
+            problems = [f"openrouter.{e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError(str(path), problems) from None
+    env = api_key_env or settings.api_key_env
+    value = environ.get(env) if env else None
+    return base_url or settings.base_url, Secret(value) if value else None

@@ -231,7 +231,7 @@ def main() -> int:
         try:
             server = Server((host, int(port)), metrics, ready)
         except OSError as exc:
-            say({"error": f"cannot listen on {host}:{port}: {exc.strerror or exc}"})
+            say({"error": f"metrics: cannot listen on {host}:{port}: {exc.strerror or exc}"})
             return 1
         say({"listening": [host, int(server.server_address[1])]})
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

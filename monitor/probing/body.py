@@ -1,5 +1,6 @@
 """Undoes a content-coding a provider applied although the probe asked for `identity`, in
-bounded steps: a gzip bomb yields at most `max_out` bytes per call, never all at once.
+bounded steps: a gzip bomb yields at most `max_out` bytes per call, never all at once; and
+`ByteBucket`, which holds back a stream faster than any model streams.
 
 Pure (zlib only). aiohttp's own decompression is off for probes: it would inflate a whole read
 inside the event loop's data callback, before any byte cap or deadline could act.
@@ -56,3 +57,21 @@ class BodyDecoder:
     def pending(self) -> bool:
         """Pushed bytes not yet decoded (call `pull` again before reading more)."""
         return bool(self._raw)
+
+
+class ByteBucket:
+    """A token bucket of bytes: `take` returns how long to pause (seconds, 0 when within
+    `rate` per second plus `burst`). Holding a runaway stream back leaves its bytes in the
+    kernel (TCP slows the sender) and the event loop to the other streams."""
+
+    __slots__ = ("_at", "_burst", "_level", "_rate")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._level, self._at = burst, now
+
+    def take(self, n: int, now: float) -> float:
+        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
+        self._at = now
+        self._level -= n
+        return 0.0 if self._level >= 0 else -self._level / self._rate

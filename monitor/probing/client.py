@@ -24,7 +24,7 @@ import aiohttp
 from monitor.clock import utc_now
 from monitor.config import ProbeSettings, Target, Timeouts, Workload
 from monitor.probing.attempt import Attempt, ProbeTrace, build_result, connection_error_kind
-from monitor.probing.body import BodyDecoder, EncodingError
+from monitor.probing.body import BodyDecoder, ByteBucket, EncodingError
 from monitor.probing.chunks import Chunk, Done, Malformed, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
 from monitor.probing.metrics import StreamMeter, measure, needs_count
@@ -52,6 +52,8 @@ TOKEN_STEP_CHARS = 1024
 """Text tokenized between two reads once more than `TOKEN_KEEP_CHARS` wait (about 0.1 ms)."""
 TOKEN_KEEP_CHARS = 1024 * 1024
 """Text left uncounted until the end (usage usually makes counting unneeded)."""
+BURST_BYTES = 1024 * 1024
+"""Bytes a stream may deliver at once before `[probe] max_bytes_per_s` holds it back."""
 COUNT_GRACE_S = 0.5
 """How long past its total deadline a probe may go on counting the tokens it received; what is
 left then is estimated."""
@@ -232,6 +234,7 @@ class Prober:
         first_deadline, total_deadline = deadlines
         loop = asyncio.get_running_loop()
         cap = self._settings.max_stream_bytes
+        bucket = ByteBucket(self._settings.max_bytes_per_s, BURST_BYTES, loop.time())
         parser = SSEParser()
         received = decoded = 0
         body_head = bytearray()
@@ -285,7 +288,10 @@ class Prober:
             if message is not None:
                 a.message = short_message(message, a.secrets)
             meter.tally.step(TOKEN_STEP_CHARS)
-            if len(data) >= READ_BYTES or decoder.pending:
+            pause = bucket.take(len(data), loop.time())
+            if pause > 0:
+                await asyncio.sleep(pause)  # faster than any model streams: hold it back
+            elif len(data) >= READ_BYTES or decoder.pending:
                 await asyncio.sleep(0)  # more may be buffered: let the other streams run
         if needs_count(meter, a.workload.max_tokens, a.prompt_tokens):
             await self._count(meter, total_deadline + COUNT_GRACE_S)

@@ -46,6 +46,6 @@ def build_body(
     if stream_options:
         body["stream_options"] = {"include_usage": True}
     if target.pinned:
-        body["provider"] = {"only": [target.provider], "allow_fallbacks": False}
+        body["provider"] = {"only": [target.pin], "allow_fallbacks": False}
         body["usage"] = {"include": True}
     return body

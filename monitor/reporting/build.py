@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor.aggregate import (
@@ -19,6 +19,7 @@ from monitor.aggregate import (
 )
 from monitor.maintenance import Window
 from monitor.reporting.model import (
+    CatalogueChange,
     Change,
     Incident,
     ModelReport,
@@ -27,6 +28,7 @@ from monitor.reporting.model import (
     Series,
 )
 from monitor.reporting.periods import Period
+from monitor.reporting.published import Snapshot, published_rows
 from monitor.rollup import Rollup, RollupKey
 from monitor.sketch import LogHistogram, bucket_value
 
@@ -40,6 +42,16 @@ class TargetInfo:
     context_length: int | None = None
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The period's catalogue readings of the model (oldest first), the changes they showed,
+    and, per OpenRouter target's provider label, (what it pins, the provider's name)."""
+
+    snapshots: Sequence[Snapshot] = ()
+    changes: Sequence[CatalogueChange] = ()
+    pins: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _count(r: Rollup, outcomes: Iterable[str]) -> int:
@@ -178,11 +190,13 @@ def build_model_report(
     info: Mapping[tuple[str, str, str], TargetInfo] | None = None,
     workloads: Mapping[str, str] | None = None,
     bin_s: int = 3600,
+    catalogue: Catalogue | None = None,
 ) -> ModelReport:
     """The report of `model` over `period`, compared with the period before it.
 
     `rollups` are the stored hourly ones, or for a short period bins of `bin_s` seconds folded
-    from raw probes (so its time series have more than a few points).
+    from raw probes (so its time series have more than a few points). `catalogue` holds the
+    period's readings of OpenRouter's endpoints listing and the changes they showed.
     """
     rows_data = group_rows(
         rollups,
@@ -263,6 +277,11 @@ def build_model_report(
         accounting=acct.describe(),
         previous_period=prev_period.label if prev_data else None,
         bin_s=bin_s,
+        catalogue_polls=len(catalogue.snapshots) if catalogue else 0,
+        catalogue_changes=list(catalogue.changes) if catalogue else [],
+        published=published_rows(rows_data, catalogue.snapshots, catalogue.pins, acct)
+        if catalogue
+        else [],
     )
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 from monitor.aggregate import Accounting
 from monitor.config import Config
 from monitor.maintenance import expand
-from monitor.reporting.build import TargetInfo, build_model_report
-from monitor.reporting.model import Incident, ModelReport, report_from_json
+from monitor.reporting.build import Catalogue, TargetInfo, build_model_report
+from monitor.reporting.model import CatalogueChange, Incident, ModelReport, report_from_json
 from monitor.reporting.output import write_report
 from monitor.reporting.periods import Period
 from monitor.rollup import Rollup, RollupKey, fold
 from monitor.scheduler import cron_fire_times
+from monitor.storage.catalogue import CatalogueStore
 from monitor.storage.database import Engine
 from monitor.storage.reports import (
     freeze_report,
@@ -95,6 +96,31 @@ async def _incidents(engine: Engine, period: Period, model: str) -> list[Inciden
     return out
 
 
+async def _catalogue(engine: Engine, cfg: Config, period: Period, model: str) -> Catalogue:
+    """The period's catalogue readings and changes of `model`, and what its targets pin."""
+    store = CatalogueStore(engine)
+    snapshots = await store.snapshots(model, period.start, period.end)
+    events = await store.events(since=period.start, until=period.end, models=[model])
+    pins = {
+        t.provider: (t.pin, t.provider_name or t.provider)
+        for t in cfg.targets
+        if t.model == model and t.route == "openrouter"
+    }
+    changes = [
+        CatalogueChange(
+            at=s.event.at,
+            endpoint=s.event.endpoint,
+            provider=s.event.provider,
+            kind=s.event.kind.value,
+            summary=s.event.describe(),
+            before=s.event.before,
+            after=s.event.after,
+        )
+        for s in events
+    ]
+    return Catalogue([(s.observed_at, s.endpoints) for s in snapshots], changes, pins)
+
+
 async def build_reports(
     engine: Engine,
     cfg: Config,
@@ -162,6 +188,7 @@ async def iter_reports(
             info=info,
             workloads={k: v for k, v in workloads.items() if k in seen_workloads},
             bin_s=bin_s,
+            catalogue=await _catalogue(engine, cfg, period, model),
         )
         del rollups
         if freezable and report.rows:

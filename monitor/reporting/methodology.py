@@ -49,5 +49,12 @@ def methodology_lines(report: ModelReport) -> list[str]:
     lines.append("vantages: " + (", ".join(report.vantages) or "–"))
     for name, shape in sorted(report.workloads.items()):
         lines.append(f"workload {name}: {shape}")
+    if report.catalogue_polls:
+        lines.append(
+            f"OpenRouter's endpoints listing was read {report.catalogue_polls} times in the "
+            "period; its uptime, latency (time to first token at OpenRouter) and throughput "
+            "are OpenRouter's own, over everyone's requests and measured from OpenRouter's "
+            "side, so they leave out the network between this vantage and OpenRouter"
+        )
     lines.append(f"cost of probing this model in the period: ${report.cost_usd:.4f}")
     return lines

@@ -84,6 +84,46 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishedFigure:
+    """OpenRouter's figure for an endpoint beside provmon's estimate and its 95 % interval;
+    `disagrees` when OpenRouter's lies outside it (None: provmon has too few probes)."""
+
+    published: float
+    measured: float | None
+    ci_low: float | None
+    ci_high: float | None
+    disagrees: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What OpenRouter published of one endpoint over the period (`polls` catalogue readings),
+    beside provmon's numbers for the target that pins it, per workload."""
+
+    provider: str
+    route: str
+    workload: str
+    endpoint: str
+    polls: int
+    uptime_pct: PublishedFigure | None
+    ttft_p50_ms: PublishedFigure | None
+    decode_p50_tps: PublishedFigure | None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueChange:
+    """A change in OpenRouter's endpoints listing of the model (monitor.catalogue.diff)."""
+
+    at: datetime
+    endpoint: str
+    provider: str
+    kind: str
+    summary: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Point:
     at: datetime
     value: float
@@ -122,6 +162,9 @@ class ModelReport:
     frozen: bool = False
     bin_s: int = 3600
     percentile_convention: str = PERCENTILE_CONVENTION
+    catalogue_polls: int = 0
+    catalogue_changes: list[CatalogueChange] = field(default_factory=list)
+    published: list[Published] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(dataclasses.asdict(self))
@@ -193,6 +236,20 @@ def report_from_json(d: dict[str, Any]) -> ModelReport:
         ttft_cdf={k: [(a, b) for a, b in v] for k, v in s["ttft_cdf"].items()},
         decode_cdf={k: [(a, b) for a, b in v] for k, v in s["decode_cdf"].items()},
     )
+
+    def figure(f: dict[str, Any] | None) -> PublishedFigure | None:
+        return None if f is None else PublishedFigure(**f)
+
+    published = [
+        Published(
+            **{
+                **p,
+                **{k: figure(p[k]) for k in ("uptime_pct", "ttft_p50_ms", "decode_p50_tps")},
+            }
+        )
+        for p in d.get("published", [])
+    ]
+    changes = [CatalogueChange(**{**c, "at": _dt(c["at"])}) for c in d.get("catalogue_changes", [])]
     return ModelReport(
         model=d["model"],
         period=d["period"],
@@ -213,4 +270,7 @@ def report_from_json(d: dict[str, Any]) -> ModelReport:
         bin_s=d.get("bin_s", 3600),
         # A week frozen before the convention was recorded is shown as it was computed.
         percentile_convention=d.get("percentile_convention", UPPER_CONVENTION),
+        catalogue_polls=d.get("catalogue_polls", 0),
+        catalogue_changes=changes,
+        published=published,
     )

@@ -6,8 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 from monitor.results import Outcome
-from monitor.simulator.farm import Farm
+from monitor.simulator.farm import Farm, TruthRecord
 from monitor.simulator.profiles import ProviderProfile
+from monitor.stats import PERCENTILES, tail_percentile
 
 _ARCHITECTURE = {
     "modality": "text->text",
@@ -51,20 +52,29 @@ def models_json(farm: Farm) -> dict[str, Any]:
     return {"data": data}
 
 
-def endpoints_json(farm: Farm, model_id: str, now_ns: int) -> dict[str, Any] | None:
+def endpoints_json(
+    farm: Farm, model_id: str, now_ns: int, *, authenticated: bool = False
+) -> dict[str, Any] | None:
     """`GET /api/v1/models/{author}/{slug}/endpoints`, OpenRouter's shape; None if unknown.
 
-    `uptime_last_30m` is computed from the farm's own ground truth (null without requests).
+    One entry per profile (an endpoint). Uptimes (5 min, 30 min, 1 day) come from the farm's
+    own ground truth (null without requests); `latency_last_30m` (TTFT in ms) and
+    `throughput_last_30m` (tokens/s, tails on the slow side) too, and, as on OpenRouter, only
+    to `authenticated` requests.
     """
     providers = farm.providers_of(model_id)
     if not providers:
         return None
-    endpoints = [
-        {
-            "name": f"{p.name} | {model_id}",
+    minute_ns = 60 * 1_000_000_000
+    endpoints = []
+    for p in (farm.listed(p, now_ns) for p in providers):
+        recent = [r for r in farm.truth if r.provider == p.name]
+        endpoint: dict[str, Any] = {
+            "name": f"{p.provider_label} | {model_id}",
+            "model_id": model_id,
             "model_name": _model_card(farm, model_id)["name"],
-            "provider_name": p.name,
-            "tag": f"{p.slug}/{p.quantization}",
+            "provider_name": p.provider_label,
+            "tag": p.endpoint_tag,
             "context_length": p.context_length,
             "pricing": _pricing(p),
             "quantization": p.quantization,
@@ -72,11 +82,39 @@ def endpoints_json(farm: Farm, model_id: str, now_ns: int) -> dict[str, Any] | N
             "max_prompt_tokens": None,
             "supported_parameters": _parameters(p),
             "status": 0,
-            "uptime_last_30m": _uptime_pct(farm, p, now_ns - 30 * 60 * 1_000_000_000),
+            "uptime_last_5m": _uptime_pct(recent, now_ns - 5 * minute_ns),
+            "uptime_last_30m": _uptime_pct(recent, now_ns - 30 * minute_ns),
+            "uptime_last_1d": _uptime_pct(recent, now_ns - 1440 * minute_ns),
+            "latency_last_30m": None,
+            "throughput_last_30m": None,
+            "supports_implicit_caching": False,
         }
-        for p in providers
-    ]
+        if authenticated:
+            last_30m = [r for r in recent if r.arrival_ns >= now_ns - 30 * minute_ns]
+            endpoint["latency_last_30m"] = _published(
+                [1000 * r.ttft_s for r in last_30m if r.ttft_s is not None and r.tokens_written],
+                "ttft_ms",
+            )
+            endpoint["throughput_last_30m"] = _published(
+                [tps for r in last_30m if (tps := _decode_tps(r)) is not None], "decode_tps"
+            )
+        endpoints.append(endpoint)
     return {"data": _model_card(farm, model_id) | {"endpoints": endpoints}}
+
+
+def _decode_tps(r: TruthRecord) -> float | None:
+    if r.first_token_ns is None or r.last_token_ns is None or r.tokens_written < 2:
+        return None
+    seconds = (r.last_token_ns - r.first_token_ns) / 1e9
+    return (r.tokens_written - 1) / seconds if seconds > 0 else None
+
+
+def _published(values: list[float], metric: str) -> dict[str, float] | None:
+    """p50/p75/p90/p99 as OpenRouter publishes them (tails on the bad side), or null."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {f"p{p}": round(tail_percentile(ordered, p, metric), 2) for p in PERCENTILES}
 
 
 def _model_card(farm: Farm, model_id: str) -> dict[str, Any]:
@@ -111,10 +149,8 @@ def _parameters(profile: ProviderProfile) -> list[str]:
     return params
 
 
-def _uptime_pct(farm: Farm, profile: ProviderProfile, since_ns: int) -> float | None:
-    outcomes = [
-        r.outcome for r in farm.truth if r.provider == profile.name and r.arrival_ns >= since_ns
-    ]
+def _uptime_pct(records: list[TruthRecord], since_ns: int) -> float | None:
+    outcomes = [r.outcome for r in records if r.arrival_ns >= since_ns]
     ok = sum(1 for o in outcomes if o is Outcome.OK)
     failures = sum(1 for o in outcomes if o.counts_against_uptime)
     return round(100.0 * ok / (ok + failures), 2) if ok + failures else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from monitor.results import Outcome
@@ -96,7 +96,9 @@ class Farm:
     chunk. `processing_s` is the interval of the OpenRouter front's processing comments.
     `start_ns` (monotonic) is the origin of the outage windows; the server sets it when None.
     `created` is the Unix time chunks report at the farm's start (no wall clock is read).
-    `truth` keeps the latest `max_truth` records (oldest dropped first).
+    `truth` keeps the latest `max_truth` records (oldest dropped first). `listing_changes` are
+    (at_s, slug, {field: value}): from `at_s` after the start, the endpoints listing shows that
+    profile with those catalogue fields changed (its price, quantization, context, ...).
     """
 
     profiles: tuple[ProviderProfile, ...]
@@ -108,6 +110,7 @@ class Farm:
     start_ns: int | None = None
     created: int = 1_713_225_600
     max_truth: int = 100_000
+    listing_changes: tuple[tuple[float, str, dict[str, Any]], ...] = ()
     truth: list[TruthRecord] = field(default_factory=list, init=False)
     _rngs: dict[str, random.Random] = field(default_factory=dict, init=False, repr=False)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
@@ -136,6 +139,14 @@ class Farm:
             if wanted in (profile.slug, profile.name.casefold()):
                 return profile
         return None
+
+    def listed(self, profile: ProviderProfile, now_ns: int) -> ProviderProfile:
+        """`profile` as the endpoints listing shows it at `now_ns` (its `listing_changes`)."""
+        elapsed_s = (now_ns - (self.start_ns or now_ns)) / 1e9
+        for at_s, slug, changes in self.listing_changes:
+            if slug == profile.slug and elapsed_s >= at_s:
+                profile = replace(profile, **changes)
+        return profile
 
     def model_ids(self) -> list[str]:
         """Every OpenRouter model id some provider serves, in first-seen order."""
@@ -210,8 +221,8 @@ class Farm:
                 return None, model, error_plan(404, message, fault="model")
         else:
             chosen = self._route_openrouter(model, request.get("provider"))
-            if isinstance(chosen, str):
-                return None, model, error_plan(404, chosen, route=route, fault="model")
+            if isinstance(chosen, Plan):
+                return None, model, chosen
             profile, served = chosen
 
         retry_after_s = self._throttle(profile, now_ns)
@@ -266,19 +277,54 @@ class Farm:
 
     def _route_openrouter(
         self, model: str, preferences: Any
-    ) -> tuple[ProviderProfile, ServedModel] | str:
-        """The provider the OpenRouter front sends `model` to, or why there is none."""
+    ) -> tuple[ProviderProfile, ServedModel] | Plan:
+        """The endpoint the OpenRouter front sends `model` to, or the error OpenRouter answers.
+
+        `provider` preferences as OpenRouter documents them: `only`, `ignore` and `order` name
+        endpoints by tag (`swiftly/turbo`: that endpoint) or providers by slug or name (every
+        endpoint of that provider), `quantizations` filters by quantization, `allow_fallbacks`
+        false keeps to `order`. A pin that leaves no endpoint is OpenRouter's 404 with the
+        available and requested providers in its metadata.
+        """
         candidates = self.providers_of(model)
         if not candidates:
-            return f"Model {model} not found"
-        only = preferences.get("only") if isinstance(preferences, dict) else None
-        if only:
-            names = {str(name).casefold() for name in only}
-            candidates = [p for p in candidates if names & {p.slug, p.name.casefold()}]
-            if not candidates:
-                return f"No endpoints found for {model} matching provider.only={only}"
+            return error_plan(404, f"Model {model} not found", route="openrouter", fault="model")
+        prefs = preferences if isinstance(preferences, dict) else {}
+        lists: dict[str, list[str]] = {}
+        for name in ("only", "ignore", "order", "quantizations"):
+            value = prefs.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                message = f"Invalid provider preferences: `{name}` must be a list of strings"
+                return error_plan(400, message, route="openrouter", fault="bad_request")
+            lists[name] = value
+        available = sorted({p.provider_slug for p in candidates})
+        if lists.get("only"):
+            candidates = [p for p in candidates if any(map(p.answers_to, lists["only"]))]
+        if lists.get("ignore"):
+            candidates = [p for p in candidates if not any(map(p.answers_to, lists["ignore"]))]
+        if lists.get("quantizations"):
+            wanted = {q.casefold() for q in lists["quantizations"]}
+            candidates = [p for p in candidates if p.quantization.casefold() in wanted]
+        order = lists.get("order", [])
+        ranked = [p for pin in order for p in candidates if p.answers_to(pin)]
+        if order and prefs.get("allow_fallbacks") is False:
+            candidates = list(dict.fromkeys(ranked))
+        if not candidates:
+            requested = lists.get("only") or order or lists.get("quantizations") or []
+            return error_plan(
+                404,
+                "No allowed providers are available for the selected model.",
+                route="openrouter",
+                fault="model",
+                metadata={"available_providers": available, "requested_providers": requested},
+            )
         rng = self._rngs.setdefault("", random.Random(f"{self.seed}/openrouter"))
-        profile = candidates[0] if len(candidates) == 1 else rng.choice(candidates)
+        if ranked and ranked[0] in candidates:
+            profile = ranked[0]
+        else:
+            profile = candidates[0] if len(candidates) == 1 else rng.choice(candidates)
         served = profile.serves(model)
         assert served is not None
         return profile, served

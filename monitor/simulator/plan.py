@@ -13,108 +13,40 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from monitor.results import Outcome
 from monitor.simulator.profiles import ProviderProfile
-
-Route = Literal["direct", "openrouter"]
-Ending = Literal["done", "stall", "cut", "hang"]
-
-# Replaced by the server with `time.monotonic_ns()` right before the write (stamp_send_time).
-SENT_NS_PLACEHOLDER = b"__X_SENT_NS__"
-PROCESSING_COMMENT = ": OPENROUTER PROCESSING"
-KEEPALIVE_COMMENT = ": keep-alive"
-
-_VOCABULARY = (
-    "time data fast slow word text test mode path node host port code rate load disk file line"
-    " page site user list item plan task step unit zone"
+from monitor.simulator.steps import (
+    KEEPALIVE_COMMENT as KEEPALIVE_COMMENT,
 )
-_WORDS = tuple(" " + word for word in _VOCABULARY.split())
-
-
-def token_text(index: int) -> str:
-    """The text of output token number `index`: a short word with a leading space (5 chars)."""
-    return _WORDS[index % len(_WORDS)]
-
-
-@dataclass(frozen=True, slots=True)
-class PlanRequest:
-    """What the client asked for, and how the farm answers it (route and farm-wide switches).
-
-    `include_usage` is `stream_options.include_usage` (or, on the OpenRouter front, also
-    `usage.include`); `has_stream_options` is whether the body carried `stream_options` at all.
-    `created` is the Unix time (s) echoed in chunks. `processing_s` is the interval between
-    `: OPENROUTER PROCESSING` comments on the OpenRouter front.
-    """
-
-    request_id: str
-    model: str
-    prompt_chars: int
-    max_tokens: int | None = None
-    include_usage: bool = False
-    has_stream_options: bool = False
-    route: Route = "direct"
-    include_cost: bool = False
-    stamp_send_time: bool = False
-    created: int = 0
-    processing_s: float = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One write: wait `delay_s` after the previous step, write `data`; it carries `tokens`
-    output tokens in `chunks` token-bearing events."""
-
-    delay_s: float
-    data: bytes
-    tokens: int = 0
-    chunks: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """The ground truth a plan intends: what a correct monitor should measure for it.
-
-    `status` is None when no response head is ever sent. `ttft_s` counts from the request's
-    arrival to the first token-bearing write. `output_tokens` includes reasoning tokens.
-    `fault` names why the response is not a plain success ("none" when it is).
-    """
-
-    status: int | None
-    outcome: Outcome
-    fault: str
-    ttft_s: float | None
-    output_tokens: int
-    reasoning_tokens: int
-    chunks: int
-    content: str
-    finish_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The whole response: head, timed writes, how it ends, and what it intends.
-
-    For a non-200 status the single step holds the JSON body. `status` None means no response
-    head at all: with `ending` "hang" the connection is held open silently, with "cut" it is
-    dropped at once (refuse-like). After a 200's steps, "cut" aborts the connection mid-body;
-    "stall" and "hang" wait until the client goes away, writing `keepalive` every `keepalive_s`
-    when it is not empty.
-    """
-
-    status: int | None
-    headers: tuple[tuple[str, str], ...]
-    steps: tuple[Step, ...]
-    ending: Ending
-    intent: Intent
-    keepalive: bytes = b""
-    keepalive_s: float = 0.0
-
-    @property
-    def body(self) -> bytes:
-        """Every byte the steps write."""
-        return b"".join(step.data for step in self.steps)
+from monitor.simulator.steps import (
+    PROCESSING_COMMENT as PROCESSING_COMMENT,
+)
+from monitor.simulator.steps import (
+    SENT_NS_PLACEHOLDER as SENT_NS_PLACEHOLDER,
+)
+from monitor.simulator.steps import (
+    Ending as Ending,
+)
+from monitor.simulator.steps import (
+    Intent as Intent,
+)
+from monitor.simulator.steps import (
+    Plan as Plan,
+)
+from monitor.simulator.steps import (
+    PlanRequest as PlanRequest,
+)
+from monitor.simulator.steps import (
+    Route as Route,
+)
+from monitor.simulator.steps import (
+    Step as Step,
+)
+from monitor.simulator.steps import (
+    token_text as token_text,
+)
 
 
 def plan_response(
@@ -149,13 +81,17 @@ def error_plan(
     fault: str = "",
     retry_after_s: int | None = None,
     delay_s: float = 0.0,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """An HTTP error response (JSON body in OpenAI's shape, or OpenRouter's on that route)."""
+    """An HTTP error response (JSON body in OpenAI's shape, or OpenRouter's on that route,
+    with its `metadata` when given)."""
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
     if retry_after_s is not None:
         headers += (("Retry-After", str(retry_after_s)),)
     if route == "openrouter":
-        error: dict[str, Any] = {"code": status, "message": message}
+        error: dict[str, Any] = {"message": message, "code": status}
+        if metadata is not None:
+            error["metadata"] = dict(metadata)
     else:
         error = {"message": message, "type": _ERROR_TYPES.get(status, "api_error")}
         error |= {"param": None, "code": _ERROR_CODES.get(status)}
@@ -251,7 +187,7 @@ class _Builder:
             "choices": [choice],
         }
         if self.openrouter:
-            out["provider"] = self.profile.name
+            out["provider"] = self.profile.provider_label
         elif self.profile.usage_mode == "every":
             out["usage"] = self.usage(self.tokens_sent + tokens)
         return out
@@ -335,7 +271,7 @@ class _Builder:
                 "code": status,
             }
         }
-        return {"provider_name": self.profile.name, "raw": json.dumps(raw)}
+        return {"provider_name": self.profile.provider_label, "raw": json.dumps(raw)}
 
     def hang(self, fault: str) -> Plan:
         intent = self.intent(200 if self.openrouter else None, Outcome.TIMEOUT, fault, None)

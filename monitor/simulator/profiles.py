@@ -46,6 +46,10 @@ class ProviderProfile:
     Times are medians of lognormal distributions (`*_sigma` = 0 makes them exact). Fault
     probabilities are per request, drawn once; they must sum to at most 1. `outages` are
     (start_s, end_s) windows relative to the farm's start.
+
+    On the OpenRouter front a profile is one endpoint: `tag` (default `slug/quantization`) of
+    the provider `provider_name` (default `name`). Two profiles with one `provider_name` are
+    two endpoints of one provider, e.g. `swiftly/fp16` and `swiftly/turbo`.
     """
 
     name: str
@@ -64,6 +68,8 @@ class ProviderProfile:
     context_length: int = 65536
     max_completion_tokens: int | None = None
     quantization: str = "fp8"
+    tag: str | None = None
+    provider_name: str | None = None
     # fault mix, probabilities per request
     p_http_500: float = 0.0
     p_http_503: float = 0.0
@@ -96,6 +102,8 @@ class ProviderProfile:
         problems = []
         if not _SLUG.match(self.slug):
             problems.append(f"slug {self.slug!r} is not url-safe (a-z, 0-9, '.', '_', '-')")
+        if not all(_SLUG.match(part) for part in self.endpoint_tag.split("/")):
+            problems.append(f"tag {self.endpoint_tag!r} must be slug/name, each url-safe")
         if not self.models:
             problems.append("models is empty")
         if not self.ttft_ms >= 0 or not self.ttft_sigma >= 0 or not self.tps_sigma >= 0:
@@ -122,6 +130,31 @@ class ProviderProfile:
                 problems.append(f"{name} must be one of {allowed}")
         if problems:
             raise ValueError(f"profile {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def endpoint_tag(self) -> str:
+        """The endpoint's tag on the OpenRouter front."""
+        return self.tag or f"{self.slug}/{self.quantization}"
+
+    @property
+    def provider_label(self) -> str:
+        """The provider's name on the OpenRouter front (endpoints share it)."""
+        return self.provider_name or self.name
+
+    @property
+    def provider_slug(self) -> str:
+        """The provider's slug on the OpenRouter front: the tag up to its `/`."""
+        return self.endpoint_tag.partition("/")[0]
+
+    def answers_to(self, pin: str) -> bool:
+        """A `provider.only`/`order`/`ignore` entry names this endpoint: its tag, or its
+        provider's slug or name (those name every endpoint of the provider); any case."""
+        wanted = pin.casefold()
+        return wanted in (
+            self.endpoint_tag.casefold(),
+            self.provider_slug.casefold(),
+            self.provider_label.casefold(),
+        )
 
     @property
     def fault_probabilities(self) -> tuple[tuple[str, float], ...]:

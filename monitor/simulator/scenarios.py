@@ -17,22 +17,35 @@ def demo_farm(
     api_key: str | None = None,
     outage_start_s: float = 20.0,
     outage_duration_s: float = 15.0,
+    price_change_s: float | None = None,
 ) -> Farm:
     """Four providers of `DEMO_MODEL` with distinct characters, sized for a 1–2 minute demo.
 
-    Swiftly: fast and pricey. Budget: cheap and slow. Flaky: a scheduled outage (HTTP 503 from
-    `outage_start_s` for `outage_duration_s`) and a few percent of errors. Throttled: rate
-    limited to one request per 5 s (burst 2), with SSE keep-alive comments.
+    Swiftly: fast and pricey, with two endpoints on the OpenRouter front (`swiftly/fp16`, and
+    `swiftly/turbo`: faster still, dearer, shorter context; "Swiftly Turbo" on its own direct
+    route). Budget: cheap and slow; from `price_change_s` (when given) its listed output price
+    rises. Flaky: a scheduled outage (HTTP 503 from `outage_start_s` for `outage_duration_s`)
+    and a few percent of errors. Throttled: rate limited to one request per 5 s (burst 2), with
+    SSE keep-alive comments.
     """
     model = ServedModel(DEMO_MODEL)
+    swiftly_model = (ServedModel(DEMO_MODEL, "wizardlm-2-8x22b-instruct"),)
     outage = (outage_start_s, outage_start_s + outage_duration_s)
+    rise = {"output_usd_per_mtok": 0.5}
+    changes = () if price_change_s is None else ((price_change_s, "budget", rise),)
     return Farm(
         (
             ProviderProfile(
-                "Swiftly", "swiftly", (ServedModel(DEMO_MODEL, "wizardlm-2-8x22b-instruct"),),
+                "Swiftly", "swiftly", swiftly_model,
                 ttft_ms=250, ttft_sigma=0.25, tps=140, tps_sigma=0.1, tokens_per_chunk=3,
                 output_tokens=80, input_usd_per_mtok=0.9, output_usd_per_mtok=0.9,
                 context_length=65536, quantization="fp16", role_first_chunk=True,
+            ),
+            ProviderProfile(
+                "Swiftly Turbo", "swiftly-turbo", swiftly_model, provider_name="Swiftly",
+                tag="swiftly/turbo", ttft_ms=120, ttft_sigma=0.2, tps=260, tps_sigma=0.1,
+                tokens_per_chunk=4, output_tokens=80, input_usd_per_mtok=1.6,
+                output_usd_per_mtok=1.6, context_length=32768, quantization="fp8",
             ),
             ProviderProfile(
                 "Budget", "budget", (model,),
@@ -57,6 +70,7 @@ def demo_farm(
         ),
         seed=seed,
         api_key=api_key,
+        listing_changes=changes,
     )  # fmt: skip
 
 

@@ -234,8 +234,18 @@ async def _openrouter_models(request: web.Request) -> web.Response:
 
 
 async def _openrouter_endpoints(request: web.Request) -> web.Response:
+    """Public, as OpenRouter's is; a request with a key (the farm's, when it has one) also
+    gets the latency and throughput figures. A wrong key is a 401."""
+    farm = request.app[FARM]
     model_id = f"{request.match_info['author']}/{request.match_info['name']}"
-    found = endpoints_json(request.app[FARM], model_id, time.monotonic_ns())
+    authorization = request.headers.get("Authorization")
+    authenticated = bool(authorization) and (
+        farm.api_key is None or authorization == f"Bearer {farm.api_key}"
+    )
+    if authorization and not authenticated:
+        error = {"code": 401, "message": "No auth credentials found"}
+        return web.json_response({"error": error}, status=401)
+    found = endpoints_json(farm, model_id, time.monotonic_ns(), authenticated=authenticated)
     if found is None:
         return web.json_response({"error": {"code": 404, "message": "Model not found"}}, status=404)
     return web.json_response(found)

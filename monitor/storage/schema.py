@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -196,3 +197,43 @@ class JobRunRow(Base):
     period: Mapped[str] = mapped_column(String(64), primary_key=True)
     vantage: Mapped[str] = mapped_column(String(64))
     ran_at: Mapped[datetime]
+
+
+class CatalogueSnapshotRow(Base):
+    """One reading of OpenRouter's endpoints of a model: every endpoint with what OpenRouter
+    published of it. At most one per model and `slot` (observed_at // every_s): the monitor
+    that writes a slot's snapshot first records its changes, others skip it."""
+
+    __tablename__ = "catalogue_snapshots"
+    __table_args__ = (
+        UniqueConstraint("model", "slot", name="uq_catalogue_snapshots_slot"),
+        Index("ix_catalogue_snapshots_model_observed", "model", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    slot: Mapped[int] = mapped_column(BigInteger)
+    observed_at: Mapped[datetime]
+    vantage: Mapped[str] = mapped_column(String(64))
+    authenticated: Mapped[bool] = mapped_column(Boolean)
+    endpoints: Mapped[list[Any]]
+
+
+class CatalogueEventRow(Base):
+    """A change between two snapshots of a model (monitor.catalogue.diff.CatalogueEvent); kept
+    when old snapshots are pruned."""
+
+    __tablename__ = "catalogue_events"
+    __table_args__ = (
+        Index("ix_catalogue_events_observed", "observed_at"),
+        Index("ix_catalogue_events_model_observed", "model", "observed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    observed_at: Mapped[datetime]
