@@ -85,6 +85,35 @@ async def test_postgresql_going_away_loses_nothing(
     assert sum(r.n for r in (await store.rollups()).values()) == 450
 
 
+async def test_an_unavailable_database_is_one_short_line(pg_db: Db) -> None:
+    """What the writer logs when the database goes away mid-statement: the driver's reason,
+    not the statement with a batch of provider text as its parameters."""
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    engine = make_engine(PG_URL.replace(":5432", f":{proxy.port}"), schema=pg_db.schema)
+    locker = pg_db.engine()
+    await upgrade(engine)
+    store = Store(engine)
+    try:
+        async with locker.connect() as conn:
+            await conn.execute(text("LOCK TABLE probes IN EXCLUSIVE MODE"))
+            batch = [("b" * 32, result(error_message="provider text " * 50))]
+            insert = asyncio.create_task(store.insert_probes(batch))
+            await asyncio.sleep(0.5)  # waiting on the lock
+            await proxy.cut()
+            with pytest.raises(StoreUnavailable) as caught:
+                await insert
+            await conn.rollback()
+    finally:
+        await locker.dispose()
+        await engine.dispose()
+    message = str(caught.value)
+    assert "INSERT" not in message
+    assert "provider text" not in message
+    assert 0 < len(message) <= 300
+    assert "\n" not in message
+
+
 async def test_sqlite_locked_then_free(tmp_path: Path) -> None:
     db = Db(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}", None)
     engine = db.engine(busy_timeout_ms=50)

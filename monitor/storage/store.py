@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, Statement
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from monitor.errors import StoreRejected, StoreUnavailable
+from monitor.redact import short_message
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, fold
 from monitor.storage.database import check_sqlite_file
@@ -49,6 +50,14 @@ PROBE_COLUMNS = (
 ROLLUPS = cast(Table, RollupRow.__table__)
 PROBES = cast(Table, ProbeRow.__table__)
 ROW_COLUMNS = ("id", "target_id", "outcome", "token_source", *PROBE_COLUMNS)
+
+
+def reason(exc: BaseException) -> str:
+    """One short line saying what went wrong: the driver's own message, without the statement
+    and its parameters that SQLAlchemy appends (a whole batch of provider text, in a log line
+    per outage)."""
+    orig = getattr(exc, "orig", None)
+    return short_message(str(orig or exc) or type(exc).__name__)
 
 
 def _rejected(exc: BaseException) -> bool:
@@ -170,7 +179,7 @@ class Store:
             async with self.engine.begin() as conn:
                 known = await self._ids(conn, wanted)
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
         self._target_ids.update(known)
         return {k: known[k] for k in wanted}
 
@@ -212,8 +221,8 @@ class Store:
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
         except (SQLAlchemyError, OSError, ValueError, OverflowError) as exc:
             if _rejected(exc):
-                raise StoreRejected(str(exc)) from exc
-            raise StoreUnavailable(str(exc)) from exc
+                raise StoreRejected(reason(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
         self._target_ids.update(ids)
         return len(inserted)
 
@@ -286,7 +295,7 @@ class Store:
                     )
                 )
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
         return float(value or 0.0)
 
     async def prune_probes(self, before: datetime) -> int:
@@ -295,7 +304,7 @@ class Store:
             async with self.engine.begin() as conn:
                 result = await conn.execute(delete(ProbeRow).where(ProbeRow.started_at < before))
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
         return int(result.rowcount or 0)
 
     async def job_ran(self, name: str, period: str) -> bool:
@@ -308,7 +317,7 @@ class Store:
                     .where(JobRunRow.name == name, JobRunRow.period == period)
                 )
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
         return bool(found)
 
     async def claim_job_run(self, name: str, period: str, vantage: str, now: datetime) -> bool:
@@ -323,7 +332,7 @@ class Store:
                 )
                 return bool(result.rowcount)
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(reason(exc)) from exc
 
     async def probe_ids(self) -> set[str]:
         async with self.engine.connect() as conn:
