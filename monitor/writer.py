@@ -95,6 +95,11 @@ class ProbeWriter:
         return self._db_down
 
     @property
+    def spill_bytes(self) -> int:
+        """Bytes waiting in the spill file (also what an earlier run left)."""
+        return self._spill.size()
+
+    @property
     def backlog(self) -> int:
         return self._queue.qsize() + len(self._held)
 

@@ -150,9 +150,11 @@ async def test_a_spill_left_by_a_dead_writer_is_replayed_once(
     spill.append(records[20:])  # a later append must not be swallowed by the torn line
     writer = ProbeWriter(store, spill, flush_interval_s=0.05, retry_interval_s=0.05)
     assert writer.db_down  # starts by replaying
+    assert writer.spill_bytes == spill.size() > 0
     writer.start()
     await wait_for(lambda: not writer.db_down)
     await writer.close()
+    assert writer.spill_bytes == 0
     assert await store.probe_ids() == {pid for pid, _ in records}
     assert await store.count_probes() == 30
 
