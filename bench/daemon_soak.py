@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import json
 import math
 import multiprocessing
 import os
@@ -40,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -49,18 +46,31 @@ from types import FrameType
 from typing import Any
 
 import asyncpg
+from bench_procs import (
+    HOST,
+    PG_PORT,
+    DaemonLog,
+    daemon_env,
+    die_with_parent,
+    ensure_pg_running,
+    git_head,
+    load,
+    out,
+    pg_ctl,
+    pg_ready,
+    pg_version,
+    pg_wait_ready,
+    read_rss_kb,
+    stop_process,
+    temp_database,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.simulator import Farm, ProviderProfile, ServedModel, run_simulator
 from tests.factories import config_doc, direct_target, toml_text
 
-HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_ADMIN_DSN = f"postgresql://postgres@{HOST}:{PG_PORT}/test"
 PG_URL_BASE = f"postgresql+asyncpg://postgres@{HOST}:{PG_PORT}"
-REPO = Path(__file__).resolve().parents[1]
-MB = 1024 * 1024
 
 # Targets from the issue.
 ON_TIME_MIN = 0.99
@@ -84,6 +94,7 @@ class Params:
     drain_s: float
     seed: int
     log_copy: Path | None = None
+    extra_env: tuple[tuple[str, str], ...] = ()  # extra environment for `provmon run`
 
     @property
     def models_per_provider(self) -> int:
@@ -98,46 +109,11 @@ class Params:
 # --- small helpers ----------------------------------------------------------------------------
 
 
-def die_with_parent() -> None:
-    """Linux: get SIGKILL when the process that started us dies (no orphans, even on kill -9)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * p / 100))]
-
-
-def load() -> str:
-    """The 1, 5 and 15 minute load averages: other work on the machine skews the numbers."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def git_head() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "monitor"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    note = " (+ uncommitted changes in monitor/)" if dirty.stdout.strip() else ""
-    return done.stdout.strip()[:72] + note
-
-
-def out(line: str = "") -> None:
-    print(line, flush=True)
 
 
 # --- the simulator process --------------------------------------------------------------------
@@ -244,69 +220,6 @@ def simulator_process(params: Params) -> Iterator[SimulatorProcess]:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def pg_version() -> str:
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir() if p.is_dir())
-    if not versions:
-        raise RuntimeError("no cluster under /etc/postgresql")
-    return versions[-1]
-
-
-def pg_ready() -> bool:
-    cmd = ["pg_isready", "-q", "-h", HOST, "-p", str(PG_PORT)]
-    return subprocess.run(cmd, check=False, timeout=30).returncode == 0
-
-
-def pg_ctl(action: str) -> None:
-    cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", pg_version(), "main", action]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: exit {done.returncode}: {done.stderr.strip()}")
-
-
-def pg_wait_ready(timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pg_ready():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-def ensure_pg_running() -> None:
-    """Whatever happened, leave PostgreSQL running: other people's tests use it."""
-    if pg_ready():
-        return
-    out("cleanup: PostgreSQL is down, starting it")
-    try:
-        pg_ctl("start")
-    except RuntimeError as exc:
-        out(f"cleanup: {exc}")
-    if not pg_wait_ready():
-        out("cleanup: PostgreSQL DID NOT COME BACK: start it by hand (pg_ctlcluster ... start)")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def soak_database() -> Iterator[str]:
-    name = f"provmon_soak_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    try:
-        yield name
-    finally:
-        ensure_pg_running()
-        try:
-            asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        except (OSError, asyncpg.PostgresError) as exc:
-            out(f"cleanup: could not drop database {name}: {exc}")
-
-
 @dataclass
 class DbCounts:
     rows: int
@@ -392,81 +305,6 @@ def config_text(params: Params, base_url: str, db_name: str, workdir: Path) -> s
     return toml_text(doc)
 
 
-def daemon_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "PYENV_VERSION")
-    return {k: v for k, v in os.environ.items() if k in keep}
-
-
-@dataclass
-class DaemonLog:
-    """Reads the daemon's JSON log lines as they are written."""
-
-    path: Path
-    offset: int = 0
-    partial: str = ""
-    statuses: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    notable: list[tuple[float, str, str]] = field(default_factory=list)
-    levels: dict[str, int] = field(default_factory=dict)
-    other: list[str] = field(default_factory=list)
-
-    def read(self, now_s: float) -> None:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        self.offset += len(data)
-        text = self.partial + data.decode(errors="replace")
-        *lines, self.partial = text.split("\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                self.other.append(line)
-                continue
-            level = str(entry.get("level", "?"))
-            self.levels[level] = self.levels.get(level, 0) + 1
-            message = str(entry.get("message", ""))
-            if message.startswith("status:"):
-                self.statuses.append((now_s, entry))
-            elif level in ("warning", "error", "critical") or message.startswith(
-                ("provmon running", "stopping", "stopped", "cancelled", "waiting")
-            ):
-                self.notable.append((now_s, level, message))
-
-    @property
-    def last(self) -> dict[str, Any] | None:
-        return self.statuses[-1][1] if self.statuses else None
-
-
-def read_rss_kb(pid: int) -> tuple[int, int] | None:
-    """(VmRSS, VmHWM) in kB, None when the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    values = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0])
-    if len(values) != 2:
-        return None
-    return values["VmRSS"], values["VmHWM"]
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            return None
-    return proc.returncode
-
-
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -503,7 +341,7 @@ def run_soak(params: Params, workdir: Path, obs: Observed, log_copy: Path | None
     spill = workdir / "spill.jsonl"
     cfg_path = workdir / "provmon.toml"
     log_path = workdir / "daemon.log"
-    with soak_database() as db_name, simulator_process(params) as sim:
+    with temp_database("provmon_soak") as db_name, simulator_process(params) as sim:
         cfg_path.write_text(config_text(params, sim.base_url, db_name, workdir))
         out(f"simulator on {sim.base_url}; database {db_name}; workdir {workdir}")
         run = [sys.executable, "-m", "monitor"]
@@ -523,7 +361,7 @@ def run_soak(params: Params, workdir: Path, obs: Observed, log_copy: Path | None
             daemon = subprocess.Popen(
                 [*run, "--log-format", "json", "run", "-c", str(cfg_path)],
                 cwd=workdir,
-                env=daemon_env(),
+                env=daemon_env(**dict(params.extra_env)),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
@@ -740,15 +578,8 @@ def report(
             + " MB"
         )
     out(f"  daemon log lines by level: {dict(sorted(log.levels.items()))}")
-    seen: dict[str, int] = {}
-    for _, _, message in log.notable:
-        key = message[:100]
-        seen[key] = seen.get(key, 0) + 1
-    first_at = {m[:100]: t for t, _, m in reversed(log.notable)}
-    for message, n in sorted(seen.items(), key=lambda kv: first_at[kv[0]]):
-        out(f"    {first_at[message]:6.0f}s  ×{n:<4} {message}")
-    for line in log.other[:5]:
-        out(f"    (not JSON) {line[:120]}")
+    for line in log.summary():
+        out(f"    {line}")
     out(f"  load average at the end: {load()}")
     out()
     out("all targets met" if all_ok else "SOME TARGETS MISSED")
@@ -769,6 +600,13 @@ def parse_args(argv: list[str] | None) -> Params:
     p.add_argument("--progress-every", type=float)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log-copy", type=Path, help="copy the daemon's log here at the end")
+    p.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (repeatable)",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     targets = args.targets or (200 if quick else 1000)
@@ -791,6 +629,7 @@ def parse_args(argv: list[str] | None) -> Params:
         drain_s=30.0,
         seed=args.seed,
         log_copy=args.log_copy,
+        extra_env=tuple(tuple(kv.split("=", 1)) for kv in args.daemon_env if "=" in kv),
     )
     return params
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 SpillRecord = tuple[str, ProbeResult]
 """(probe id, result): the id makes replays idempotent."""
+COPY_BYTES = 1024 * 1024
 
 
 class SpillFile:
@@ -47,7 +48,7 @@ class SpillFile:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A torn line left by a killed writer: end it, so it cannot swallow this record.
                 data = "\n" + data
-            os.write(fd, data.encode())
+            _write_all(fd, data.encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -77,25 +78,32 @@ class SpillFile:
         with self._lock:
             SpillFile(self.rejected_path)._append(records)
 
-    def read(self, max_bytes: int | None = None) -> tuple[list[SpillRecord], int]:
-        """Complete records from the start of the file (at most about `max_bytes` of them), and
-        the byte offset just past the last one read."""
+    def read(self, max_bytes: int | None = None, offset: int = 0) -> tuple[list[SpillRecord], int]:
+        """Complete records from byte `offset` on (at most about `max_bytes` of them), and the
+        byte offset just past the last one read (`offset` itself when there are none)."""
         try:
             with self._lock, self.path.open("rb") as f:
+                f.seek(offset)
                 data = f.read() if max_bytes is None else f.read(max_bytes)
         except (FileNotFoundError, NotADirectoryError):
-            return [], 0
+            return [], offset
         end = data.rfind(b"\n") + 1  # a torn last line (no newline yet) is left alone
+        if max_bytes is not None and end == 0 and len(data) == max_bytes:
+            # One record longer than max_bytes: read on to its end rather than stall on it.
+            with self._lock, self.path.open("rb") as f:
+                f.seek(offset)
+                data = f.readline()
+            end = len(data) if data.endswith(b"\n") else 0
         out: list[SpillRecord] = []
-        for n, line in enumerate(data[:end].splitlines(), 1):
+        for line in data[:end].splitlines():
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
                 out.append((str(obj["id"]), ProbeResult.from_json(obj["result"])))
             except (ValueError, KeyError, TypeError) as exc:
-                log.warning("spill file %s line %d unreadable, skipped: %s", self.path, n, exc)
-        return out, end
+                log.warning("spill file %s: an unreadable record skipped: %s", self.path, exc)
+        return out, offset + end
 
     def size(self) -> int:
         """Bytes in the spill; 0 when there is none (or it cannot be reached: then nothing
@@ -114,11 +122,13 @@ class SpillFile:
     def _drop_through(self, offset: int) -> None:
         if offset <= 0 or not self.path.exists():
             return
-        rest = self.path.read_bytes()[offset:]
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, rest)
+            with self.path.open("rb") as src:  # in slices: memory stays flat however large
+                src.seek(offset)
+                while chunk := src.read(COPY_BYTES):
+                    _write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -128,3 +138,9 @@ class SpillFile:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

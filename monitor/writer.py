@@ -2,10 +2,12 @@
 
 Probes hand results to `submit` (never blocks, never does I/O). One task takes them from a queue
 and inserts them in batches. A batch the database has not acknowledged within `ack_s` of its
-oldest result's submission goes to the fsynced spill file — whether the database refused, reset
-or simply stopped answering — so a `kill -9` loses nothing measured more than `ack_s` earlier.
-While the database is away every batch goes to the spill; the writer pings it every
-`retry_interval_s` and, once it answers, replays the spill (idempotent by probe id) and drops it.
+oldest result's submission is in the fsynced spill file by then (its write starts a quarter of
+`ack_s`, at most 0.5 s, before) — whether the database refused, reset or simply stopped
+answering — so a `kill -9` loses nothing measured more than `ack_s` earlier. While the database
+is away every batch goes to the spill; the writer pings it every `retry_interval_s` and, once it
+answers, replays the spill (idempotent by probe id) and drops it. While it pings or replays,
+whatever is queued keeps going to the spill, so the bound holds however long they take.
 Nothing is lost, nothing is written twice.
 """
 
@@ -16,9 +18,9 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from monitor.errors import StoreRejected, StoreUnavailable
 from monitor.results import ProbeResult
@@ -28,6 +30,7 @@ from monitor.storage.store import Store
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 1_000
 REPLAY_SLICE_BYTES = 1024 * 1024  # about 1,000 records: replay memory stays small
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -78,6 +81,7 @@ class ProbeWriter:
         self._retry_interval_s = retry_interval_s
         self._db_timeout_s = db_timeout_s
         self._ack_s = ack_s
+        self._spill_by_s = ack_s - min(0.5, ack_s / 4)  # the spill's fsync done by ack_s
         self._on_stored = on_stored
         # A spill left by an earlier run is replayed first; a database away at start too.
         self._db_down = start_down or spill.size() > 0
@@ -104,6 +108,11 @@ class ProbeWriter:
     @property
     def db_down(self) -> bool:
         return self._db_down
+
+    @property
+    def spill_bytes(self) -> int:
+        """Bytes waiting in the spill file (also what an earlier run left)."""
+        return self._spill.size()
 
     @property
     def backlog(self) -> int:
@@ -137,7 +146,7 @@ class ProbeWriter:
                 items.append(self._queue.get_nowait())
             except asyncio.QueueEmpty:
                 break
-        return [(q.pid, q.result) for q in items], first.submitted_s + self._ack_s
+        return [(q.pid, q.result) for q in items], first.submitted_s + self._spill_by_s
 
     async def _insert(self, batch: Sequence[SpillRecord]) -> int:
         async with asyncio.timeout(self._db_timeout_s):
@@ -238,6 +247,21 @@ class ProbeWriter:
             self._spill_error = None
         self.stats.spilled += len(batch)
 
+    async def _during(self, aw: Awaitable[T]) -> T:
+        """Await `aw` (a ping, a replay step: the database is away) while what is queued keeps
+        going to the spill, every `flush_interval_s`: durable within ack_s however long it
+        takes. The spill keeps their order: the replay reaches them in turn."""
+        task = asyncio.ensure_future(aw)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=self._flush_interval_s)
+            queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+            if queued:
+                self._current = [(q.pid, q.result) for q in queued]  # close() sees them
+                await self._to_spill(self._current)
+                self._current = []
+            if done:
+                return task.result()
+
     def _mark_down(self) -> None:
         self.stats.db_failures += 1
         self._db_down = True
@@ -252,35 +276,44 @@ class ProbeWriter:
 
     async def _try_replay(self) -> None:
         """Database down: when it is time, replay the spill a slice at a time (memory stays
-        bounded however long the outage was); when it is empty, resume direct writes.
-        Replays are idempotent (probe ids), so a slice stored twice is stored once."""
+        bounded however long the outage was) and drop what was replayed; when it is empty,
+        resume direct writes. Replays are idempotent (probe ids): a slice stored twice (a kill
+        before the drop) is stored once."""
         if not self._db_down or time.monotonic() < self._next_retry or self._late is not None:
             return
-        if not await self._ping():
+        if not await self._during(self._ping()):
             self._next_retry = time.monotonic() + self._retry_interval_s
             return
         while self._held:  # the spill could not take these: straight to the database
             batch = self._held[: self._batch_max]
-            if not await self._store_within(batch, time.monotonic() + self._db_timeout_s):
+            if not await self._during(
+                self._store_within(batch, time.monotonic() + self._db_timeout_s)
+            ):
                 self._next_retry = time.monotonic() + self._retry_interval_s
                 return
             del self._held[: len(batch)]
-        replayed = 0
-        while True:
-            records, offset = await asyncio.to_thread(self._spill.read, REPLAY_SLICE_BYTES)
-            if offset == 0:
-                break  # empty, or only a torn last line (the next append completes it)
-            for start in range(0, len(records), REPLAY_BATCH):
-                chunk = records[start : start + REPLAY_BATCH]
-                if not await self._store_within(chunk, time.monotonic() + self._db_timeout_s):
-                    self.stats.db_failures += 1
-                    self._next_retry = time.monotonic() + self._retry_interval_s
-                    return
-                self.stats.replayed += len(chunk)
-            replayed += len(records)
+        offset = replayed = 0
+        try:
+            while True:
+                records, end = await asyncio.to_thread(self._spill.read, REPLAY_SLICE_BYTES, offset)
+                if end == offset:
+                    break  # the end, or only a torn last line (the next append completes it)
+                for start in range(0, len(records), REPLAY_BATCH):
+                    chunk = records[start : start + REPLAY_BATCH]
+                    if not await self._during(
+                        self._store_within(chunk, time.monotonic() + self._db_timeout_s)
+                    ):
+                        self.stats.db_failures += 1
+                        self._next_retry = time.monotonic() + self._retry_interval_s
+                        return
+                    self.stats.replayed += len(chunk)
+                    replayed += len(chunk)
+                offset = end
+        finally:
+            # What was replayed goes, in one pass over the file (the slices before `offset`).
             await asyncio.to_thread(self._spill.drop_through, offset)
         self._db_down = self._spill.size() > 0
-        if replayed:
+        if offset:
             log.warning("database back: replayed %d spilled probes", replayed)
             gc.collect()  # the replay's garbage, before the allocator grows around it
 

@@ -94,6 +94,8 @@ async def test_openai_sdk_streams_every_well_formed_quirk(sim: Simulator, name: 
     )
     record = sim.farm.truth[-1]
     assert (record.provider, record.route, record.closed_by) == (name, "direct", "server")
+    assert record.closed_ns is not None
+    assert record.arrival_ns <= (record.last_token_ns or record.arrival_ns) <= record.closed_ns
     assert text == record.content
     assert usage is not None
     assert usage.completion_tokens == record.output_tokens == record.tokens_written
@@ -352,7 +354,10 @@ async def test_a_client_giving_up_on_a_hang_ends_its_handler(sim: Simulator) -> 
             ) as r:
                 await r.read()
     await eventually(lambda: sim.farm.truth[-1].closed_by is not None)
-    assert sim.farm.truth[-1].closed_by == "client"
+    record = sim.farm.truth[-1]
+    assert record.closed_by == "client"
+    assert record.closed_ns is not None
+    assert record.closed_ns - record.arrival_ns >= 0.15e9  # when the client gave up (0.2 s)
 
 
 async def test_serve_runs_until_cancelled() -> None:

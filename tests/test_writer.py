@@ -85,6 +85,35 @@ async def test_postgresql_going_away_loses_nothing(
     assert sum(r.n for r in (await store.rollups()).values()) == 450
 
 
+async def test_an_unavailable_database_is_one_short_line(pg_db: Db) -> None:
+    """What the writer logs when the database goes away mid-statement: the driver's reason,
+    not the statement with a batch of provider text as its parameters."""
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    engine = make_engine(PG_URL.replace(":5432", f":{proxy.port}"), schema=pg_db.schema)
+    locker = pg_db.engine()
+    await upgrade(engine)
+    store = Store(engine)
+    try:
+        async with locker.connect() as conn:
+            await conn.execute(text("LOCK TABLE probes IN EXCLUSIVE MODE"))
+            batch = [("b" * 32, result(error_message="provider text " * 50))]
+            insert = asyncio.create_task(store.insert_probes(batch))
+            await asyncio.sleep(0.5)  # waiting on the lock
+            await proxy.cut()
+            with pytest.raises(StoreUnavailable) as caught:
+                await insert
+            await conn.rollback()
+    finally:
+        await locker.dispose()
+        await engine.dispose()
+    message = str(caught.value)
+    assert "INSERT" not in message
+    assert "provider text" not in message
+    assert 0 < len(message) <= 300
+    assert "\n" not in message
+
+
 async def test_sqlite_locked_then_free(tmp_path: Path) -> None:
     db = Db(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}", None)
     engine = db.engine(busy_timeout_ms=50)
@@ -121,11 +150,70 @@ async def test_a_spill_left_by_a_dead_writer_is_replayed_once(
     spill.append(records[20:])  # a later append must not be swallowed by the torn line
     writer = ProbeWriter(store, spill, flush_interval_s=0.05, retry_interval_s=0.05)
     assert writer.db_down  # starts by replaying
+    assert writer.spill_bytes == spill.size() > 0
     writer.start()
     await wait_for(lambda: not writer.db_down)
     await writer.close()
+    assert writer.spill_bytes == 0
     assert await store.probe_ids() == {pid for pid, _ in records}
     assert await store.count_probes() == 30
+
+
+async def test_results_submitted_while_a_replay_waits_are_spilled_within_ack_s(
+    pg_db: Db, tmp_path: Path
+) -> None:
+    """The database answers pings but a replay's insert waits (here on a table lock): what
+    probes submit meanwhile is in the fsynced spill within ack_s, not held in memory until the
+    replay is done; then everything is stored once."""
+    engine, locker = pg_db.engine(), pg_db.engine()
+    await upgrade(engine)
+    store = Store(engine)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    left = [(f"{i:032x}", result(started_at=T0)) for i in range(50)]
+    spill.append(left)  # left by a writer that died during an outage
+    writer = ProbeWriter(
+        store, spill, flush_interval_s=0.05, retry_interval_s=0.05, db_timeout_s=30, ack_s=1.0
+    )
+    try:
+        async with locker.connect() as conn:
+            await conn.execute(text("LOCK TABLE probes IN EXCLUSIVE MODE"))
+            writer.start()
+            await asyncio.sleep(0.3)  # pinged, replaying, its insert waiting on the lock
+            assert writer.db_down
+            during = {writer.submit(result()) for _ in range(20)}
+            t0 = asyncio.get_running_loop().time()
+            await wait_for(lambda: during <= spilled_ids(spill), timeout_s=5)
+            assert asyncio.get_running_loop().time() - t0 < 1.0
+            await conn.rollback()
+        await wait_for(lambda: not writer.db_down and writer.backlog == 0, 20)
+        await writer.close()
+        assert await store.probe_ids() == {pid for pid, _ in left} | during
+        assert await store.count_probes() == 70
+        assert spill.size() == 0
+    finally:
+        await locker.dispose()
+        await engine.dispose()
+
+
+def test_spill_is_read_in_slices_from_an_offset(tmp_path: Path) -> None:
+    spill = SpillFile(tmp_path / "s.jsonl")
+    records = [(f"{i:032x}", result(error_message="x" * 300)) for i in range(4000)]
+    spill.append(records)
+    assert spill.size() > 2 * 1024 * 1024  # more than one copy slice
+    seen, offset = [], 0
+    while True:
+        got, end = spill.read(64 * 1024, offset)
+        if end == offset:
+            break
+        seen += got
+        offset = end
+    assert seen == records
+    big = ("b" * 32, result(error_message="y" * 200_000))  # longer than the slice
+    spill.append([big])
+    assert spill.read(64 * 1024, offset) == ([big], spill.size())
+    spill.append(records[:1])
+    spill.drop_through(offset)  # streamed: the tail kept, in order
+    assert spill.read() == ([big, records[0]], spill.size())
 
 
 def test_spill_round_trip_and_drop(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class TruthRecord:
     `*_ns` are `time.monotonic_ns()` values (CLOCK_MONOTONIC, comparable with
     `perf_counter_ns` in another process on Linux). `closed_by` is "server" when the plan ran to
     its end (done or cut), "client" when the client went away first, "shutdown" when the server
-    stopped first; None while in flight.
+    stopped first; None while in flight. `closed_ns` is when that happened.
     """
 
     request_id: str
@@ -71,6 +71,12 @@ class TruthRecord:
     first_token_ns: int | None = None
     last_token_ns: int | None = None
     closed_by: str | None = None
+    closed_ns: int | None = None
+
+    def close(self, by: str, now_ns: int) -> None:
+        """The request ended at `now_ns`, by `by`; the first ending counts."""
+        if self.closed_by is None:
+            self.closed_by, self.closed_ns = by, now_ns
 
     def wrote(self, step: Step, now_ns: int) -> None:
         """Account for `step`, written at `now_ns`."""

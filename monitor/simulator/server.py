@@ -128,12 +128,12 @@ async def _chat(request: web.Request, route: Route, slug: str | None) -> web.Str
     try:
         return await _write(request, plan, record, arrival_s, farm.stamp_send_time)
     except ConnectionError:  # the client went away while we wrote
-        record.closed_by = record.closed_by or "client"
+        record.close("client", time.monotonic_ns())
         _abort(request)
         await _forever()  # until aiohttp cancels the handler for the lost connection
     except asyncio.CancelledError:  # client gone (handler cancellation), or shutdown
-        record.closed_by = record.closed_by or (
-            "shutdown" if request.app[STOPPING].is_set() else "client"
+        record.close(
+            "shutdown" if request.app[STOPPING].is_set() else "client", time.monotonic_ns()
         )
         _abort(request)  # never let a stall or hang end as a clean response
         raise
@@ -153,13 +153,13 @@ async def _write(
     due_s = arrival_s
     if plan.status is None:  # no response head at all
         if plan.ending == "cut":  # refuse-like: drop the connection
-            record.closed_by = "server"
+            record.close("server", time.monotonic_ns())
             _abort(request)
         await _forever()
     if plan.status != 200:
         due_s += sum(step.delay_s for step in plan.steps)
         await asyncio.sleep(max(0.0, due_s - loop.time()))
-        record.closed_by = "server"
+        record.close("server", time.monotonic_ns())
         return web.Response(status=plan.status, body=plan.body, headers=dict(plan.headers))
 
     response = web.StreamResponse(status=200, headers=dict(plan.headers))
@@ -177,7 +177,7 @@ async def _write(
 
     if plan.ending == "cut":  # abort mid-body: the client sees an incomplete chunked body
         await _flushed(request)
-        record.closed_by = "server"
+        record.close("server", time.monotonic_ns())
         _abort(request)
         await _forever()
     if plan.ending in ("stall", "hang"):
@@ -186,7 +186,7 @@ async def _write(
             await response.write(plan.keepalive)
         await _forever()
     await response.write_eof()
-    record.closed_by = "server"
+    record.close("server", time.monotonic_ns())
     return response
 
 

@@ -8,6 +8,15 @@ from collections.abc import Iterator
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 
 from monitor.errors import StoreRejected, StoreUnavailable
+from monitor.redact import short_message
+
+
+def reason(exc: BaseException) -> str:
+    """One short line saying what went wrong: the driver's own message, without the statement
+    and its parameters that SQLAlchemy appends (a whole batch of provider text, in a log line
+    per outage)."""
+    orig = getattr(exc, "orig", None)
+    return short_message(str(orig or exc) or type(exc).__name__)
 
 
 def _rejected(exc: BaseException) -> bool:
@@ -25,7 +34,7 @@ def unavailable(*, rejects: bool = False) -> Iterator[None]:
         yield
     except (SQLAlchemyError, OSError, ValueError, OverflowError) as exc:
         if rejects and _rejected(exc):
-            raise StoreRejected(str(exc)) from exc
+            raise StoreRejected(reason(exc)) from exc
         if isinstance(exc, ValueError | OverflowError):
             raise  # a bug of ours, not the database's fault
-        raise StoreUnavailable(str(exc)) from exc
+        raise StoreUnavailable(reason(exc)) from exc

@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -60,6 +62,8 @@ PROBE_COLUMNS = (
 
 
 ROLLUPS = cast(Table, RollupRow.__table__)
+PROBES = cast(Table, ProbeRow.__table__)
+ROW_COLUMNS = ("id", "target_id", "outcome", "token_source", *PROBE_COLUMNS)
 
 
 INT_MAX = 2**31 - 1
@@ -94,6 +98,45 @@ def probe_row(pid: str, target_id: int, r: ProbeResult) -> dict[str, Any]:
     row["outcome"] = r.outcome.value
     row["token_source"] = r.token_source.value if r.token_source is not None else None
     return row
+
+
+def _pg_probe_insert() -> Any:
+    """PostgreSQL: the rows as one array per column, `unnest`ed. A multi-row VALUES list is a
+    new statement for every batch size, and each is kept prepared on every pooled connection
+    (asyncpg's cache, 100 per connection): the daemon's memory crept as batch sizes varied.
+    One statement text whatever the number of rows keeps that cache small and flat."""
+    arrays = [bindparam(f"a_{name}", type_=ARRAY(PROBES.c[name].type)) for name in ROW_COLUMNS]
+    rows = func.unnest(*arrays).table_valued(*ROW_COLUMNS).render_derived()
+    return (
+        postgresql.insert(PROBES)
+        .from_select(list(ROW_COLUMNS), select(*(rows.c[name] for name in ROW_COLUMNS)))
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(PROBES.c.id)
+    )
+
+
+PG_PROBE_INSERT = _pg_probe_insert()
+
+
+def _rollups_for_update(dialect: str, hours: set[Any], tids: set[int], vantages: set[str]) -> Any:
+    """The rollup rows a batch may touch. Plain IN lists on SQLite (a batch spans an hour or
+    two: much cheaper than a four-column tuple IN; the few extra rows are dropped by the
+    caller); on PostgreSQL `= ANY(array)`, one statement text whatever the list lengths, and
+    the rows locked."""
+    r = RollupRow
+    if dialect != "postgresql":
+        return select(r).where(r.hour.in_(hours), r.target_id.in_(tids), r.vantage.in_(vantages))
+    return (
+        select(r)
+        .where(
+            r.hour == any_(bindparam("hours", sorted(hours), type_=ARRAY(r.__table__.c.hour.type))),
+            r.target_id
+            == any_(bindparam("tids", sorted(tids), type_=ARRAY(ROLLUPS.c.target_id.type))),
+            r.vantage
+            == any_(bindparam("vantages", sorted(vantages), type_=ARRAY(ROLLUPS.c.vantage.type))),
+        )
+        .with_for_update()
+    )
 
 
 class Store:
@@ -157,14 +200,17 @@ class Store:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
                 by_id = {pid: r for pid, r in records}
                 rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
-                table = ProbeRow.__table__
-                ins = (
-                    dialect_insert(self._dialect)(table)
-                    .on_conflict_do_nothing(index_elements=["id"])
-                    .returning(table.c.id)
-                )
-                # executemany: SQLAlchemy sends multi-row VALUES batches from one compiled form.
-                result = await conn.execute(ins, rows)
+                if self._dialect == "postgresql":
+                    columns = {f"a_{name}": [row[name] for row in rows] for name in ROW_COLUMNS}
+                    result = await conn.execute(PG_PROBE_INSERT, columns)
+                else:
+                    ins = (
+                        sqlite.insert(PROBES)
+                        .on_conflict_do_nothing(index_elements=["id"])
+                        .returning(PROBES.c.id)
+                    )
+                    # executemany: multi-row VALUES batches from one compiled form.
+                    result = await conn.execute(ins, rows)
                 inserted = [row[0] for row in result]
                 await self._add_rollups(conn, ids, fold(by_id[pid] for pid in inserted))
         self._target_ids.update(ids)
@@ -176,15 +222,9 @@ class Store:
         if not deltas:
             return
         keyed = {(ids[t], v, w, h): d for (t, v, w, h), d in deltas.items()}
-        # Plain IN lists (a batch spans an hour or two): much cheaper for the database than a
-        # four-column tuple IN; the few extra rows are dropped below.
-        query = select(RollupRow).where(
-            RollupRow.hour.in_({k[3] for k in keyed}),
-            RollupRow.target_id.in_({k[0] for k in keyed}),
-            RollupRow.vantage.in_({k[1] for k in keyed}),
+        query = _rollups_for_update(
+            self._dialect, {k[3] for k in keyed}, {k[0] for k in keyed}, {k[1] for k in keyed}
         )
-        if self._dialect == "postgresql":
-            query = query.with_for_update()
         existing = {}
         for row in (await conn.execute(query)).all():
             key = (row.target_id, row.vantage, row.workload, row.hour)
