@@ -63,7 +63,7 @@ async def test_migrations_up_down_and_no_drift(db: Db) -> None:
 async def test_probes_round_trip_tz_aware_and_idempotent(migrated: AsyncEngine) -> None:
     store = Store(migrated)
     local = datetime(2026, 11, 16, 9, 30, tzinfo=ZoneInfo("America/New_York"))
-    r1 = result(started_at=local, error_message="x" * 300)
+    r1 = result(started_at=local, error_message="x" * 300, quality="schema_mismatch")
     r2 = result(provider="Beta", outcome=Outcome.TIMEOUT, error_kind="timeout.ttft")
     assert await store.insert_probes([("a" * 32, r1), ("b" * 32, r2)]) == 2
     assert await store.insert_probes([("a" * 32, r1), ("c" * 32, r1)]) == 1  # a replay
@@ -76,6 +76,7 @@ async def test_probes_round_trip_tz_aware_and_idempotent(migrated: AsyncEngine) 
     assert row.outcome == "ok"
     assert row.token_source == "usage"
     assert row.buffered is False
+    assert row.quality == "schema_mismatch"  # 0005_quality
 
 
 async def test_naive_datetimes_are_refused(migrated: AsyncEngine) -> None:

@@ -27,6 +27,7 @@ from monitor.config.checks import (
     count,
     http_url,
 )
+from monitor.config.workloads import DEFAULT_WORKLOADS, Workload
 from monitor.results import Outcome
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -183,21 +184,6 @@ class ProbeSettings(Section):
 
     max_stream_bytes: Annotated[int, Field(ge=4096)] = 16 * 1024 * 1024
     """A stream sending more than this (received or decoded) ends as `stream.too_large`."""
-
-
-class Workload(Section):
-    """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
-
-    name: str = ""
-    input_tokens: Annotated[int, count(1, 1_000_000)]
-    max_tokens: Annotated[int, count(1, 1_000_000)]
-
-
-DEFAULT_WORKLOADS: dict[str, Workload] = {
-    "heartbeat": Workload(name="heartbeat", input_tokens=10, max_tokens=1),
-    "short": Workload(name="short", input_tokens=100, max_tokens=300),
-    "long": Workload(name="long", input_tokens=1000, max_tokens=1000),
-}
 
 
 class ProviderLimits(Section):

@@ -31,6 +31,7 @@ from monitor.probing.metrics import StreamMeter, measure, needs_count
 from monitor.probing.openrouter_errors import http_error_kind
 from monitor.probing.phases import Phases
 from monitor.probing.prompts import build_body, new_nonce
+from monitor.probing.quality import Capture
 from monitor.probing.session import is_traced, tracing
 from monitor.probing.sse import SSEError, SSEEvent, SSEItem, SSEParser
 from monitor.probing.throttle import Gates
@@ -191,7 +192,8 @@ class Prober:
             a.status = resp.status
             if resp.status != 200:
                 return await self._http_error(a, resp, use_so, total_deadline)
-            meter = StreamMeter(t0, TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS))
+            tally = TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS)
+            meter = StreamMeter(t0, tally, capture=Capture() if a.workload.quality else None)
             await self._stream(a, resp, meter, (first_deadline, total_deadline), trace)
             return build_result(a), False
         finally:

@@ -84,6 +84,7 @@ class ProbeRow(Base):
     itl_p99_ms: Mapped[float | None] = mapped_column(Float)
     max_gap_ms: Mapped[float | None] = mapped_column(Float)
     flags: Mapped[str | None] = mapped_column(String(200))
+    quality: Mapped[str | None] = mapped_column(String(24))
 
 
 class RollupRow(Base):

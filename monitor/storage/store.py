@@ -56,6 +56,8 @@ PROBE_COLUMNS = (
     "itl_p99_ms",
     "max_gap_ms",
     "flags",
+    # 0005_quality
+    "quality",
 )
 
 
