@@ -26,6 +26,8 @@ class WindowStats:
     decode_p50_tps: float | None = None
     e2e_p50_tps: float | None = None
     rate_limited: int = 0
+    tool_call_error_pct: float | None = None
+    structured_error_pct: float | None = None
 
 
 @dataclass(slots=True)
@@ -60,7 +62,24 @@ def _p50(metric: str, probes: Sequence[ProbeResult]) -> float | None:
     return tail_percentile(present, 50, metric) if present else None
 
 
-def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
+def quality_error_pct(
+    probes: Iterable[ProbeResult], kinds: Mapping[str, str], kind: str
+) -> float | None:
+    """Of the ok probes of workloads of `kind` (by `kinds`: workload name → kind), the share
+    (%) whose quality is not ok; None when there were none."""
+    verdicts = [
+        p.quality
+        for p in probes
+        if p.outcome is Outcome.OK and p.quality is not None and kinds.get(p.workload) == kind
+    ]
+    if not verdicts:
+        return None
+    return 100 * sum(v != "ok" for v in verdicts) / len(verdicts)
+
+
+def _raw_window(
+    probes: Sequence[ProbeResult], acct: Accounting, kinds: Mapping[str, str]
+) -> WindowStats:
     """A short window from raw probes: exact medians, no histograms needed."""
     outcomes = Counter(p.outcome.value for p in probes)
     ok = [p for p in probes if p.outcome is Outcome.OK]
@@ -71,6 +90,8 @@ def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
         decode_p50_tps=_p50("decode_tps", ok),
         e2e_p50_tps=_p50("e2e_tps", ok),
         rate_limited=outcomes.get("rate_limited", 0),
+        tool_call_error_pct=quality_error_pct(ok, kinds, "tool_call"),
+        structured_error_pct=quality_error_pct(ok, kinds, "structured"),
     )
 
 
@@ -81,9 +102,12 @@ def target_status(
     states: Mapping[TargetKey, Mapping[str, str]],
     now: datetime,
     acct: Accounting,
+    kinds: Mapping[str, str] | None = None,
 ) -> list[TargetStatus]:
     """`recent`: raw probes of the last 30 minutes; `day_rollups`: the last 24 hours' rollups
-    (the current hour's included, so the day window is 24–25 hours)."""
+    (the current hour's included, so the day window is 24–25 hours); `kinds`: each workload's
+    kind, for the quality error shares of the raw windows (the day window has none)."""
+    kinds = kinds or {}
     quick = Accounting(acct.failure_outcomes, 1, acct.exclude_maintenance, False)
     keys = list(dict.fromkeys([*targets, *(r.target_key for r in recent)]))
     by_target: dict[TargetKey, list[ProbeResult]] = defaultdict(list)
@@ -99,7 +123,9 @@ def target_status(
         s = TargetStatus(*key, state=_state(states.get(key, {})))
         for name, seconds in RAW_WINDOWS:
             since = now - timedelta(seconds=seconds)
-            s.windows[name] = _raw_window([p for p in probes if p.started_at >= since], quick)
+            s.windows[name] = _raw_window(
+                [p for p in probes if p.started_at >= since], quick, kinds
+            )
         s.windows[DAY_WINDOW] = _window(day.get(key, Rollup()), quick)
         if probes:
             s.last_outcome = probes[-1].outcome.value

@@ -197,3 +197,41 @@ def test_too_many_calls_overflow() -> None:
 def test_classify_refuses_a_plain_kind() -> None:
     with pytest.raises(ValueError, match="plain"):
         classify("plain", Capture())
+
+
+def test_status_quality_error_shares() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.aggregate import Accounting
+    from monitor.config.sections import FAILURE_OUTCOMES
+    from monitor.results import Outcome
+    from monitor.rollup import fold
+    from monitor.status import target_status
+    from tests.factories import result
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    rows = [  # (minutes ago, workload, outcome, quality)
+        (1, "tools", Outcome.OK, "ok"),
+        (2, "tools", Outcome.OK, "unknown_tool"),
+        (3, "tools", Outcome.OK, "ok"),
+        (4, "tools", Outcome.OK, "invalid_json"),
+        (4, "tools", Outcome.TIMEOUT, None),  # not ok: not in the share
+        (2, "json", Outcome.OK, "schema_mismatch"),
+        (20, "json", Outcome.OK, "ok"),
+        (3, "short", Outcome.OK, None),
+    ]
+    recent = [
+        result(started_at=now - timedelta(minutes=m), workload=w, outcome=o, quality=q)
+        for m, w, o, q in rows
+    ]
+    kinds = {"tools": "tool_call", "json": "structured", "short": "plain"}
+    acct = Accounting(frozenset(o.value for o in FAILURE_OUTCOMES))
+    key = ("acme/model-1", "Alpha", "direct")
+    (s,) = target_status([key], recent, fold(recent), {}, now, acct, kinds)
+    assert s.windows["5m"].tool_call_error_pct == pytest.approx(50.0)
+    assert s.windows["5m"].structured_error_pct == pytest.approx(100.0)
+    assert s.windows["30m"].structured_error_pct == pytest.approx(50.0)
+    # quality failures do not lower uptime: 7 ok, 1 timeout
+    assert s.windows["30m"].uptime_pct == pytest.approx(100 * 7 / 8)
+    (bare,) = target_status([key], recent, fold(recent), {}, now, acct)  # no kinds known
+    assert bare.windows["5m"].tool_call_error_pct is None

@@ -102,7 +102,7 @@ async def probes_between(
 
 async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) -> list[ProbeResult]:
     """Probes started in [start, end) with only what `provmon status` reads (outcome, time,
-    TTFT, decode and e2e speed): a fraction of the cost of whole rows."""
+    TTFT, decode and e2e speed, quality): a fraction of the cost of whole rows."""
     c = ProbeRow.__table__.c
     query = (
         select(
@@ -113,6 +113,7 @@ async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) ->
             c.ttft_ms,
             c.decode_tps,
             c.e2e_tps,
+            c.quality,
             *_TARGET_COLUMNS,
         )
         .join(TargetRow, TargetRow.id == ProbeRow.target_id)
@@ -133,6 +134,7 @@ async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) ->
             ttft_ms=row.ttft_ms,
             decode_tps=row.decode_tps,
             e2e_tps=row.e2e_tps,
+            quality=row.quality,
         )
         for row in rows
     ]
