@@ -91,7 +91,8 @@ async def test_rollups_count_and_percentiles(migrated: AsyncEngine) -> None:
     ttfts = [100.0 + 7.3 * i for i in range(200)]
     for i, ttft in enumerate(ttfts):
         at = T0 + timedelta(minutes=i % 60)
-        records.append((f"{i:032d}", result(started_at=at, ttft_ms=ttft)))
+        quality = "invalid_json" if i % 20 == 0 else "ok" if i % 4 == 0 else None
+        records.append((f"{i:032d}", result(started_at=at, ttft_ms=ttft, quality=quality)))
     records.append(("f" * 32, result(outcome=Outcome.SERVER_ERROR, error_kind="http.503")))
     records.append(("e" * 32, result(outcome=Outcome.RATE_LIMITED, error_kind="http.429")))
     # Two batches, the second overlapping the first: merged, never double-counted.
@@ -104,6 +105,7 @@ async def test_rollups_count_and_percentiles(migrated: AsyncEngine) -> None:
     assert rollup.n == 202
     assert rollup.outcomes == {"ok": 200, "server_error": 1, "rate_limited": 1}
     assert rollup.error_kinds == {"http.503": 1, "http.429": 1}
+    assert rollup.qualities == {"ok": 40, "invalid_json": 10}  # merged across the batches
     hist = rollup.histograms["ttft_ms"]
     assert hist.n == 200
     exact = sorted(ttfts)

@@ -46,6 +46,7 @@ async def rollups_between(
         columns: list[Any] = [RollupRow.__table__]
     else:
         columns = [c.target_id, c.vantage, c.workload, c.hour, c.n, c.outcomes, c.cost_usd]
+        columns.append(c.qualities)
         columns += [RollupRow.histograms[m].label(f"h_{i}") for i, m in enumerate(metrics)]
     query = (
         select(*columns, *_TARGET_COLUMNS)
@@ -66,7 +67,7 @@ async def rollups_between(
                     found = ((m, getattr(row, f"h_{i}")) for i, m in enumerate(metrics))
                     histograms, kinds = {m: h for m, h in found if h is not None}, {}
                 out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
-                    row.n, row.outcomes, kinds, histograms, row.cost_usd
+                    row.n, row.outcomes, kinds, histograms, row.cost_usd, qualities=row.qualities
                 )
     return out
 

@@ -102,6 +102,7 @@ class RollupRow(Base):
     error_kinds: Mapped[dict[str, Any]]
     histograms: Mapped[dict[str, Any]]
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    qualities: Mapped[dict[str, Any] | None]  # 0005_quality; None in rows from before it
 
 
 class IncidentRow(Base):

@@ -208,7 +208,12 @@ class Store:
                 )
                 continue
             merged = Rollup.from_columns(
-                old.n, old.outcomes, old.error_kinds, old.histograms, old.cost_usd
+                old.n,
+                old.outcomes,
+                old.error_kinds,
+                old.histograms,
+                old.cost_usd,
+                qualities=old.qualities,
             )
             merged.merge(delta)
             updates.append(
@@ -231,6 +236,7 @@ class Store:
                     error_kinds=bindparam("error_kinds"),
                     histograms=bindparam("histograms"),
                     cost_usd=bindparam("cost_usd"),
+                    qualities=bindparam("qualities"),
                 )
             )
             await conn.execute(stmt, updates)  # one executemany for every row
@@ -310,7 +316,12 @@ class Store:
             for row in await conn.execute(select(RollupRow)):
                 out[(targets[row.target_id], row.vantage, row.workload, row.hour)] = (
                     Rollup.from_columns(
-                        row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
+                        row.n,
+                        row.outcomes,
+                        row.error_kinds,
+                        row.histograms,
+                        row.cost_usd,
+                        qualities=row.qualities,
                     )
                 )
             return out

@@ -1,4 +1,5 @@
-"""quality: the verdict of a quality workload's probe on its answer (tool call or structured)
+"""quality: the verdict of a quality workload's probe on its answer (tool call or structured),
+and the hourly rollups' counts of those verdicts
 
 Revision ID: 0005
 Revises: 0004
@@ -21,8 +22,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("probes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("quality", sa.String(length=24), nullable=True))
+    with op.batch_alter_table("rollups_hourly", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("qualities", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rollups_hourly", schema=None) as batch_op:
+        batch_op.drop_column("qualities")
     with op.batch_alter_table("probes", schema=None) as batch_op:
         batch_op.drop_column("quality")
