@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.aggregate import Accounting, uptime_pct
+from monitor.aggregate import quality_error_pct as rollup_error_pct
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import tail_percentile
@@ -77,15 +79,20 @@ def quality_error_pct(
     return 100 * sum(v != "ok" for v in verdicts) / len(verdicts)
 
 
+def rollup_quality_pct(r: Rollup | None) -> float | None:
+    return None if r is None else rollup_error_pct(r)
+
+
 def _raw_window(
     probes: Sequence[ProbeResult], acct: Accounting, kinds: Mapping[str, str]
 ) -> WindowStats:
     """A short window from raw probes: exact medians, no histograms needed."""
     outcomes = Counter(p.outcome.value for p in probes)
     ok = [p for p in probes if p.outcome is Outcome.OK]
+    q = Counter(p.quality for p in ok if p.quality)
     return WindowStats(
         probes=len(probes),
-        uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes), acct),
+        uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes, qualities=q), acct),
         ttft_p50_ms=_p50("ttft_ms", ok),
         decode_p50_tps=_p50("decode_tps", ok),
         e2e_p50_tps=_p50("e2e_tps", ok),
@@ -106,16 +113,19 @@ def target_status(
 ) -> list[TargetStatus]:
     """`recent`: raw probes of the last 30 minutes; `day_rollups`: the last 24 hours' rollups
     (the current hour's included, so the day window is 24–25 hours); `kinds`: each workload's
-    kind, for the quality error shares of the raw windows (the day window has none)."""
+    kind, for the quality error shares."""
     kinds = kinds or {}
     quick = Accounting(acct.failure_outcomes, 1, acct.exclude_maintenance, False)
+    quick = dataclasses.replace(quick, quality_counts=acct.quality_counts)
     keys = list(dict.fromkeys([*targets, *(r.target_key for r in recent)]))
     by_target: dict[TargetKey, list[ProbeResult]] = defaultdict(list)
     for r in recent:
         by_target[r.target_key].append(r)
     hourly: dict[TargetKey, list[Rollup]] = defaultdict(list)
-    for (key, _v, _w, _h), one_hour in day_rollups.items():
+    verdicts: dict[tuple[TargetKey, str], Rollup] = defaultdict(Rollup)
+    for (key, _v, workload, _h), one_hour in day_rollups.items():
         hourly[key].append(one_hour)
+        verdicts[key, kinds.get(workload, "plain")].qualities.update(one_hour.qualities)
     day = {key: merge_rollups(rs) for key, rs in hourly.items()}
     out = []
     for key in keys:
@@ -126,7 +136,9 @@ def target_status(
             s.windows[name] = _raw_window(
                 [p for p in probes if p.started_at >= since], quick, kinds
             )
-        s.windows[DAY_WINDOW] = _window(day.get(key, Rollup()), quick)
+        s.windows[DAY_WINDOW] = w = _window(day.get(key, Rollup()), quick)
+        w.tool_call_error_pct = rollup_quality_pct(verdicts.get((key, "tool_call")))
+        w.structured_error_pct = rollup_quality_pct(verdicts.get((key, "structured")))
         if probes:
             s.last_outcome = probes[-1].outcome.value
             s.last_probe_at = probes[-1].started_at

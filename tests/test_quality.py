@@ -231,6 +231,8 @@ def test_status_quality_error_shares() -> None:
     assert s.windows["5m"].tool_call_error_pct == pytest.approx(50.0)
     assert s.windows["5m"].structured_error_pct == pytest.approx(100.0)
     assert s.windows["30m"].structured_error_pct == pytest.approx(50.0)
+    assert s.windows["1d"].tool_call_error_pct == pytest.approx(50.0)  # from the rollups
+    assert s.windows["1d"].structured_error_pct == pytest.approx(50.0)
     # quality failures do not lower uptime: 7 ok, 1 timeout
     assert s.windows["30m"].uptime_pct == pytest.approx(100 * 7 / 8)
     (bare,) = target_status([key], recent, fold(recent), {}, now, acct)  # no kinds known

@@ -50,6 +50,7 @@ class UptimeSettings(Section):
     failure_outcomes: tuple[Outcome, ...] = FAILURE_OUTCOMES
     maintenance: Literal["exclude", "include"] = "exclude"
     gaps: Literal["ignore", "down"] = "ignore"
+    quality_counts: bool = False  # a broken tool call / structured answer counts against uptime
 
     @field_validator("failure_outcomes")
     @classmethod
