@@ -17,6 +17,7 @@ from monitor.config.checks import (
     EndpointTag,
     HttpUrl,
     IntervalSeconds,
+    Percent,
     PeriodSeconds,
     PositiveNumber,
     PositiveSeconds,
@@ -146,6 +147,7 @@ class AlertSettings(Section):
     vantage_active_s: PeriodSeconds = 900.0
     degraded_ttft_p50_ms: PositiveNumber | None = None
     degraded_decode_tps_p50: PositiveNumber | None = None
+    degraded_quality_error_pct: Percent | None = None
     degraded_window_s: PeriodSeconds = 900.0
     degraded_min_samples: Annotated[int, count(1, 1_000_000)] = 5
     connectivity_url: HttpUrl | None = None
