@@ -28,6 +28,7 @@ class Accounting:
     min_samples: int = 10
     exclude_maintenance: bool = True
     gaps_down: bool = False
+    quality_counts: bool = False  # an ok probe whose quality is not ok counts as a failure
 
     @property
     def excluded_outcomes(self) -> list[str]:
@@ -54,6 +55,8 @@ class Accounting:
             if self.gaps_down
             else "hours with no probes are left out (no data is not downtime)"
         )
+        if self.quality_counts:
+            out.append("an ok probe whose tool call or structured answer is broken is a failure")
         return out
 
 
@@ -61,11 +64,25 @@ DEFAULT_ACCOUNTING = Accounting(frozenset(FAILURE_OUTCOMES), min_samples=1)
 """The accounting of DESIGN.md section 3 with no sample floor (one-off probe tables)."""
 
 
+def bad_quality(r: Rollup) -> int:
+    """Ok probes of quality workloads whose answer was not usable."""
+    return sum(n for q, n in r.qualities.items() if q != "ok")
+
+
+def quality_error_pct(r: Rollup) -> float | None:
+    """The share (%) of quality-checked ok probes whose quality is not ok."""
+    checked = sum(r.qualities.values())
+    return 100 * bad_quality(r) / checked if checked > 0 else None
+
+
 def uptime_pct(
     r: Rollup, acct: Accounting, gap_hours: int = 0, data_hours: int = 1
 ) -> float | None:
     ok = r.outcomes.get("ok", 0)
     failed = sum(n for o, n in r.outcomes.items() if o in acct.failure_outcomes)
+    if acct.quality_counts:
+        bad = min(ok, bad_quality(r))
+        ok, failed = ok - bad, failed + bad
     if ok + failed < acct.min_samples:
         return None
     pct = 100.0 * ok / (ok + failed)

@@ -44,6 +44,7 @@ class Observation:
     error_kind: str | None = None
     ttft_ms: float | None = None
     decode_tps: float | None = None
+    quality: str | None = None  # a quality workload's verdict (ok probes only)
 
     @property
     def failed(self) -> bool:

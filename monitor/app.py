@@ -174,8 +174,9 @@ async def status(cfg: Config) -> tuple[list[TargetStatus], dict[str, Any]]:
             ),
             alert_states(engine),
         )
+    kinds = {name: w.kind for name, w in cfg.workloads.items()}
     statuses = target_status(
-        [t.target_key for t in cfg.targets], recent, day, states, now, accounting(cfg)
+        [t.target_key for t in cfg.targets], recent, day, states, now, accounting(cfg), kinds
     )
     return statuses, model_summary(statuses)
 

@@ -68,3 +68,14 @@ def short_message(
         return text
     # Cut, then redact again: a cut can leave the start of a key-shaped token behind.
     return redact(text[: limit - 1], secrets) + "…"
+
+
+def redirect_target(location: str) -> str:
+    """A redirect's Location without user info, query or fragment (they may hold secrets)."""
+    base = location.split("#", 1)[0]
+    base, query = base.split("?", 1) if "?" in base else (base, "")
+    scheme, sep, rest = base.partition("://")
+    if sep:
+        host, slash, path = rest.partition("/")
+        base = f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+    return (base + ("?…" if query else "")) or "(no Location)"

@@ -102,6 +102,10 @@ class ProbeResult:
     flags: str | None = None
     """Comma-separated, sorted: provider values provmon did not believe (`usage_implausible`,
     `cost_implausible`); None when there were none."""
+    quality: str | None = None
+    """A quality workload's verdict on an ok probe's answer (`monitor.probing.quality.Quality`:
+    ok, invalid_json, unknown_tool, schema_mismatch, no_tool_call, no_structured_output); None
+    for plain workloads and for probes that did not end ok."""
 
     @property
     def target_key(self) -> tuple[str, str, str]:

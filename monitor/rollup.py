@@ -38,12 +38,16 @@ class Rollup:
     error_kinds: Counter[str] = field(default_factory=Counter)
     histograms: dict[str, LogHistogram] = field(default_factory=dict)
     cost_usd: float = 0.0
+    qualities: Counter[str] = field(default_factory=Counter)
+    """Quality verdicts of ok probes of a quality workload (`ProbeResult.quality`)."""
 
     def add(self, r: ProbeResult) -> None:
         self.n += 1
         self.outcomes[r.outcome.value] += 1
         if r.error_kind:
             self.error_kinds[r.error_kind] += 1
+        if r.quality:
+            self.qualities[r.quality] += 1
         self.cost_usd += r.cost_usd or 0.0
         if r.outcome is Outcome.OK:
             for name in ROLLUP_METRICS:
@@ -55,6 +59,7 @@ class Rollup:
         self.n += other.n
         self.outcomes.update(other.outcomes)
         self.error_kinds.update(other.error_kinds)
+        self.qualities.update(other.qualities)
         self.cost_usd += other.cost_usd
         for name, h in other.histograms.items():
             self.histograms.setdefault(name, LogHistogram()).merge(h)
@@ -66,6 +71,7 @@ class Rollup:
             "error_kinds": dict(self.error_kinds),
             "histograms": {k: h.to_json() for k, h in sorted(self.histograms.items())},
             "cost_usd": self.cost_usd,
+            "qualities": dict(self.qualities),
         }
 
     @classmethod
@@ -77,6 +83,7 @@ class Rollup:
         histograms: Mapping[str, Any],
         cost_usd: float,
         metrics: Collection[str] | None = None,
+        qualities: Mapping[str, int] | None = None,
     ) -> Rollup:
         """From stored columns; `metrics` limits which histograms are decoded."""
         return cls(
@@ -89,6 +96,7 @@ class Rollup:
                 if metrics is None or k in metrics
             },
             cost_usd=cost_usd,
+            qualities=Counter(qualities or {}),
         )
 
 
@@ -101,6 +109,7 @@ def merge_rollups(parts: Iterable[Rollup], *, histograms: bool = True) -> Rollup
         out.n += r.n
         out.outcomes.update(r.outcomes)
         out.error_kinds.update(r.error_kinds)
+        out.qualities.update(r.qualities)
         out.cost_usd += r.cost_usd
     for name in sorted({m for r in parts for m in r.histograms}) if histograms else ():
         out.histograms[name] = merge_many(
@@ -152,4 +161,5 @@ def recounted(stored: Rollup, delta: Rollup) -> Rollup:
         error_kinds=stored.error_kinds + delta.error_kinds,
         histograms=stored.histograms,
         cost_usd=stored.cost_usd,
+        qualities=stored.qualities,
     )

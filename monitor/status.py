@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.aggregate import Accounting, uptime_pct
+from monitor.aggregate import quality_error_pct as rollup_error_pct
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import tail_percentile
@@ -26,6 +28,8 @@ class WindowStats:
     decode_p50_tps: float | None = None
     e2e_p50_tps: float | None = None
     rate_limited: int = 0
+    tool_call_error_pct: float | None = None
+    structured_error_pct: float | None = None
 
 
 @dataclass(slots=True)
@@ -60,17 +64,41 @@ def _p50(metric: str, probes: Sequence[ProbeResult]) -> float | None:
     return tail_percentile(present, 50, metric) if present else None
 
 
-def _raw_window(probes: Sequence[ProbeResult], acct: Accounting) -> WindowStats:
+def quality_error_pct(
+    probes: Iterable[ProbeResult], kinds: Mapping[str, str], kind: str
+) -> float | None:
+    """Of the ok probes of workloads of `kind` (by `kinds`: workload name → kind), the share
+    (%) whose quality is not ok; None when there were none."""
+    verdicts = [
+        p.quality
+        for p in probes
+        if p.outcome is Outcome.OK and p.quality is not None and kinds.get(p.workload) == kind
+    ]
+    if not verdicts:
+        return None
+    return 100 * sum(v != "ok" for v in verdicts) / len(verdicts)
+
+
+def rollup_quality_pct(r: Rollup | None) -> float | None:
+    return None if r is None else rollup_error_pct(r)
+
+
+def _raw_window(
+    probes: Sequence[ProbeResult], acct: Accounting, kinds: Mapping[str, str]
+) -> WindowStats:
     """A short window from raw probes: exact medians, no histograms needed."""
     outcomes = Counter(p.outcome.value for p in probes)
     ok = [p for p in probes if p.outcome is Outcome.OK]
+    q = Counter(p.quality for p in ok if p.quality)
     return WindowStats(
         probes=len(probes),
-        uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes), acct),
+        uptime_pct=uptime_pct(Rollup(n=len(probes), outcomes=outcomes, qualities=q), acct),
         ttft_p50_ms=_p50("ttft_ms", ok),
         decode_p50_tps=_p50("decode_tps", ok),
         e2e_p50_tps=_p50("e2e_tps", ok),
         rate_limited=outcomes.get("rate_limited", 0),
+        tool_call_error_pct=quality_error_pct(ok, kinds, "tool_call"),
+        structured_error_pct=quality_error_pct(ok, kinds, "structured"),
     )
 
 
@@ -81,17 +109,23 @@ def target_status(
     states: Mapping[TargetKey, Mapping[str, str]],
     now: datetime,
     acct: Accounting,
+    kinds: Mapping[str, str] | None = None,
 ) -> list[TargetStatus]:
     """`recent`: raw probes of the last 30 minutes; `day_rollups`: the last 24 hours' rollups
-    (the current hour's included, so the day window is 24–25 hours)."""
+    (the current hour's included, so the day window is 24–25 hours); `kinds`: each workload's
+    kind, for the quality error shares."""
+    kinds = kinds or {}
     quick = Accounting(acct.failure_outcomes, 1, acct.exclude_maintenance, False)
+    quick = dataclasses.replace(quick, quality_counts=acct.quality_counts)
     keys = list(dict.fromkeys([*targets, *(r.target_key for r in recent)]))
     by_target: dict[TargetKey, list[ProbeResult]] = defaultdict(list)
     for r in recent:
         by_target[r.target_key].append(r)
     hourly: dict[TargetKey, list[Rollup]] = defaultdict(list)
-    for (key, _v, _w, _h), one_hour in day_rollups.items():
+    verdicts: dict[tuple[TargetKey, str], Rollup] = defaultdict(Rollup)
+    for (key, _v, workload, _h), one_hour in day_rollups.items():
         hourly[key].append(one_hour)
+        verdicts[key, kinds.get(workload, "plain")].qualities.update(one_hour.qualities)
     day = {key: merge_rollups(rs) for key, rs in hourly.items()}
     out = []
     for key in keys:
@@ -99,8 +133,12 @@ def target_status(
         s = TargetStatus(*key, state=_state(states.get(key, {})))
         for name, seconds in RAW_WINDOWS:
             since = now - timedelta(seconds=seconds)
-            s.windows[name] = _raw_window([p for p in probes if p.started_at >= since], quick)
-        s.windows[DAY_WINDOW] = _window(day.get(key, Rollup()), quick)
+            s.windows[name] = _raw_window(
+                [p for p in probes if p.started_at >= since], quick, kinds
+            )
+        s.windows[DAY_WINDOW] = w = _window(day.get(key, Rollup()), quick)
+        w.tool_call_error_pct = rollup_quality_pct(verdicts.get((key, "tool_call")))
+        w.structured_error_pct = rollup_quality_pct(verdicts.get((key, "structured")))
         if probes:
             s.last_outcome = probes[-1].outcome.value
             s.last_probe_at = probes[-1].started_at

@@ -328,3 +328,19 @@ def test_alertmanager_payload_shape() -> None:
     assert len(keys) == 2  # but two notifications
     title, _ = title_and_body(resolved)
     assert title.startswith("[RESOLVED] ProviderDown: Alpha (direct) serving acme/m is back UP")
+
+
+def test_quality_error_share_bound() -> None:
+    """DEGRADED when more than `degraded_quality_error_pct` of the window's quality-checked ok
+    probes had a broken tool call or structured answer; plain probes do not count."""
+    s = AlertSettings(degraded_quality_error_pct=20, degraded_min_samples=4)
+    verdicts = ["ok", "ok", "unknown_tool", "invalid_json", None, None]
+    window = [obs("ok", i * 60.0, quality=q) for i, q in enumerate(verdicts)]
+    result = evaluate_pass({}, [("a", window[-1])], {}, {"a": window}, s, 60.0, at(300))
+    assert brief(result.events["a"]) == [("degraded", 300)]  # 2 of 4 broken: 50 % > 20 %
+    good = [obs("ok", i * 60.0, quality=q) for i, q in enumerate(["ok"] * 4 + ["schema_mismatch"])]
+    result = evaluate_pass({}, [("a", good[-1])], {}, {"a": good}, s, 60.0, at(240))
+    assert result.events == {}  # 1 of 5: 20 %, not above
+    few = window[2:]  # 2 quality-checked probes: too few to judge
+    result = evaluate_pass({}, [("a", few[-1])], {}, {"a": few}, s, 60.0, at(300))
+    assert result.events == {}

@@ -63,7 +63,7 @@ async def test_migrations_up_down_and_no_drift(db: Db) -> None:
 async def test_probes_round_trip_tz_aware_and_idempotent(migrated: AsyncEngine) -> None:
     store = Store(migrated)
     local = datetime(2026, 11, 16, 9, 30, tzinfo=ZoneInfo("America/New_York"))
-    r1 = result(started_at=local, error_message="x" * 300)
+    r1 = result(started_at=local, error_message="x" * 300, quality="schema_mismatch")
     r2 = result(provider="Beta", outcome=Outcome.TIMEOUT, error_kind="timeout.ttft")
     assert await store.insert_probes([("a" * 32, r1), ("b" * 32, r2)]) == 2
     assert await store.insert_probes([("a" * 32, r1), ("c" * 32, r1)]) == 1  # a replay
@@ -76,6 +76,7 @@ async def test_probes_round_trip_tz_aware_and_idempotent(migrated: AsyncEngine) 
     assert row.outcome == "ok"
     assert row.token_source == "usage"
     assert row.buffered is False
+    assert row.quality == "schema_mismatch"  # 0005_quality
 
 
 async def test_naive_datetimes_are_refused(migrated: AsyncEngine) -> None:
@@ -90,7 +91,8 @@ async def test_rollups_count_and_percentiles(migrated: AsyncEngine) -> None:
     ttfts = [100.0 + 7.3 * i for i in range(200)]
     for i, ttft in enumerate(ttfts):
         at = T0 + timedelta(minutes=i % 60)
-        records.append((f"{i:032d}", result(started_at=at, ttft_ms=ttft)))
+        quality = "invalid_json" if i % 20 == 0 else "ok" if i % 4 == 0 else None
+        records.append((f"{i:032d}", result(started_at=at, ttft_ms=ttft, quality=quality)))
     records.append(("f" * 32, result(outcome=Outcome.SERVER_ERROR, error_kind="http.503")))
     records.append(("e" * 32, result(outcome=Outcome.RATE_LIMITED, error_kind="http.429")))
     # Two batches, the second overlapping the first: merged, never double-counted.
@@ -103,6 +105,7 @@ async def test_rollups_count_and_percentiles(migrated: AsyncEngine) -> None:
     assert rollup.n == 202
     assert rollup.outcomes == {"ok": 200, "server_error": 1, "rate_limited": 1}
     assert rollup.error_kinds == {"http.503": 1, "http.429": 1}
+    assert rollup.qualities == {"ok": 40, "invalid_json": 10}  # merged across the batches
     hist = rollup.histograms["ttft_ms"]
     assert hist.n == 200
     exact = sorted(ttfts)

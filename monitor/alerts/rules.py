@@ -83,9 +83,15 @@ def step(
 def degraded_verdict(
     recent_ok: Iterable[Observation], settings: AlertSettings, now: datetime
 ) -> bool | None:
-    """True when the p50 TTFT or decode speed of the ok probes in the window is out of bounds,
-    False when every bound is met (or none is set), None when there are too few samples."""
-    if settings.degraded_ttft_p50_ms is None and settings.degraded_decode_tps_p50 is None:
+    """True when the p50 TTFT or decode speed of the ok probes in the window, or the share of
+    them whose quality is not ok (quality workloads), is out of bounds; False when every bound
+    is met (or none is set), None when there are too few samples."""
+    bounds = (
+        settings.degraded_ttft_p50_ms,
+        settings.degraded_decode_tps_p50,
+        settings.degraded_quality_error_pct,
+    )
+    if all(b is None for b in bounds):
         return False
     start = now - timedelta(seconds=settings.degraded_window_s)
     window = [o for o in recent_ok if o.outcome is Outcome.OK and start <= o.started_at <= now]
@@ -101,6 +107,13 @@ def degraded_verdict(
         if len(speeds) >= settings.degraded_min_samples:
             judged = True
             if percentile(speeds, 50) < settings.degraded_decode_tps_p50:
+                return True
+    if settings.degraded_quality_error_pct is not None:
+        verdicts = [o.quality for o in window if o.quality is not None]
+        if len(verdicts) >= settings.degraded_min_samples:
+            judged = True
+            bad = sum(v != "ok" for v in verdicts)
+            if 100 * bad / len(verdicts) > settings.degraded_quality_error_pct:
                 return True
     return False if judged else None
 

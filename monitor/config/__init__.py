@@ -18,8 +18,9 @@ from monitor.config.load import (
     load_config,
     parse_config,
 )
-from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts, Workload
+from monitor.config.sections import ProbeSettings, ProviderLimits, Timeouts
 from monitor.config.select import Job, adhoc_config, discover_source, probe_jobs, with_timeouts
+from monitor.config.workloads import Workload, WorkloadKind
 from monitor.errors import ConfigError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Target",
     "Timeouts",
     "Workload",
+    "WorkloadKind",
     "adhoc_config",
     "discover_source",
     "load_config",

@@ -32,6 +32,8 @@ WaitSeconds = Annotated[float, _number(ge=0, le=HOUR_S)]
 """A wait that may be zero: at most an hour."""
 Share = Annotated[float, _number(gt=0, le=1)]
 """A fraction in (0, 1]."""
+Percent = Annotated[float, _number(ge=0, le=100)]
+"""A percentage in [0, 100]."""
 Usd = Annotated[float, _number(ge=0, le=1e6)]
 """A price or budget in USD (per million tokens, or per day)."""
 Rate = Annotated[float, _number(gt=0, le=100_000)]

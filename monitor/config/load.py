@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from monitor.config.checks import endpoint_label
 from monitor.config.sections import (
     DATABASE_DRIVERS,
-    DEFAULT_WORKLOADS,
     AlertSettings,
     CatalogueSettings,
     ChannelSettings,
@@ -37,8 +36,8 @@ from monitor.config.sections import (
     ScheduleSettings,
     Timeouts,
     UptimeSettings,
-    Workload,
 )
+from monitor.config.workloads import DEFAULT_WORKLOADS, Workload
 from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("provmon.toml")

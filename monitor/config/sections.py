@@ -17,6 +17,7 @@ from monitor.config.checks import (
     EndpointTag,
     HttpUrl,
     IntervalSeconds,
+    Percent,
     PeriodSeconds,
     PositiveNumber,
     PositiveSeconds,
@@ -27,6 +28,7 @@ from monitor.config.checks import (
     count,
     http_url,
 )
+from monitor.config.workloads import DEFAULT_WORKLOADS, Workload
 from monitor.results import Outcome
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,6 +51,7 @@ class UptimeSettings(Section):
     failure_outcomes: tuple[Outcome, ...] = FAILURE_OUTCOMES
     maintenance: Literal["exclude", "include"] = "exclude"
     gaps: Literal["ignore", "down"] = "ignore"
+    quality_counts: bool = False  # a broken tool call / structured answer counts against uptime
 
     @field_validator("failure_outcomes")
     @classmethod
@@ -144,6 +147,7 @@ class AlertSettings(Section):
     vantage_active_s: PeriodSeconds = 900.0
     degraded_ttft_p50_ms: PositiveNumber | None = None
     degraded_decode_tps_p50: PositiveNumber | None = None
+    degraded_quality_error_pct: Percent | None = None
     degraded_window_s: PeriodSeconds = 900.0
     degraded_min_samples: Annotated[int, count(1, 1_000_000)] = 5
     connectivity_url: HttpUrl | None = None
@@ -186,21 +190,6 @@ class ProbeSettings(Section):
     max_bytes_per_s: Annotated[int, Field(ge=65536)] = 4 * 1024 * 1024
     """Beyond a 1 MiB burst, a stream is read no faster than this (a model streaming 10,000
     tokens/s sends about 1 MB/s): a runaway stream cannot take the CPU from the others."""
-
-
-class Workload(Section):
-    """A probe shape: about `input_tokens` of prompt, at most `max_tokens` of answer."""
-
-    name: str = ""
-    input_tokens: Annotated[int, count(1, 1_000_000)]
-    max_tokens: Annotated[int, count(1, 1_000_000)]
-
-
-DEFAULT_WORKLOADS: dict[str, Workload] = {
-    "heartbeat": Workload(name="heartbeat", input_tokens=10, max_tokens=1),
-    "short": Workload(name="short", input_tokens=100, max_tokens=300),
-    "long": Workload(name="long", input_tokens=1000, max_tokens=1000),
-}
 
 
 class ProviderLimits(Section):

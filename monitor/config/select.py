@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from monitor.config.load import Config, Secret, Target, parse_config, read_config_text
-from monitor.config.sections import OpenRouterSettings, Timeouts, Workload
+from monitor.config.sections import OpenRouterSettings, Timeouts
+from monitor.config.workloads import Workload
 from monitor.errors import ConfigError, UsageError
 
 Job = tuple[Target, Workload]

@@ -16,6 +16,7 @@ import aiohttp
 from monitor.config import Target, Workload
 from monitor.probing.metrics import Measurements, StreamMeter
 from monitor.probing.phases import Phases
+from monitor.probing.quality import classify
 from monitor.redact import short_message
 from monitor.results import Outcome, ProbeResult
 
@@ -126,4 +127,13 @@ def build_result(a: Attempt) -> ProbeResult:
         flags=",".join(m.flags) or None,
         finish_reason=_text(meter.finish_reason, a.secrets, FINISH_REASON_CHARS),
         served_by=_text(meter.provider, a.secrets, SERVED_BY_CHARS),
+        quality=quality_of(a),
     )
+
+
+def quality_of(a: Attempt) -> str | None:
+    """The quality verdict of an ok probe of a quality workload (None otherwise)."""
+    capture = a.meter.capture if a.meter is not None else None
+    if capture is None or a.outcome is not Outcome.OK:
+        return None
+    return classify(a.workload.kind, capture).value

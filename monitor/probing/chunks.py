@@ -36,12 +36,22 @@ class StreamError:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """One `delta.tool_calls[i]` fragment: a call's `index` and pieces of its function's name
+    and arguments (the stream splits them over chunks; `quality.Capture` joins them)."""
+
+    index: int
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """One chat.completion.chunk, reduced to what a probe measures."""
 
     content: str = ""
     reasoning: str = ""
-    tool_calls: bool = False
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
     error: StreamError | None = None
@@ -91,7 +101,7 @@ def read_event(event: SSEEvent) -> Chunk | Done | Malformed:
 def _chunk(obj: dict[str, Any]) -> Chunk:
     content: list[str] = []
     reasoning: list[str] = []
-    tool_calls = False
+    tool_calls: list[ToolCallDelta] = []
     finish_reason: str | None = None
     choices = obj.get("choices")
     if isinstance(choices, list):
@@ -108,8 +118,8 @@ def _chunk(obj: dict[str, Any]) -> Chunk:
                     if isinstance(r, str):
                         reasoning.append(r)
                 tc = delta.get("tool_calls")
-                if isinstance(tc, list) and tc:
-                    tool_calls = True
+                if isinstance(tc, list):
+                    tool_calls.extend(_tool_call(i, item) for i, item in enumerate(tc))
             fr = choice.get("finish_reason")
             if isinstance(fr, str) and fr:
                 finish_reason = fr
@@ -118,7 +128,7 @@ def _chunk(obj: dict[str, Any]) -> Chunk:
     return Chunk(
         content="".join(content),
         reasoning="".join(reasoning),
-        tool_calls=tool_calls,
+        tool_calls=tuple(tool_calls),
         finish_reason=finish_reason,
         usage=_usage(obj.get("usage")),
         error=_error(obj.get("error")),
@@ -128,6 +138,30 @@ def _chunk(obj: dict[str, Any]) -> Chunk:
 
 
 MAX_TOKENS = 2**31 - 1
+MAX_TOOL_INDEX = 1023
+
+
+def _tool_call(position: int, item: Any) -> ToolCallDelta:
+    """A tool-call fragment; anything malformed still counts as one (a token), with no text."""
+    if not isinstance(item, dict):
+        return ToolCallDelta(position)
+    index = item.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_TOOL_INDEX:
+        index = position
+    function = item.get("function")
+    if not isinstance(function, dict):
+        return ToolCallDelta(index)
+    name, arguments = function.get("name"), function.get("arguments")
+    if isinstance(arguments, dict | list):  # a provider that sends the object itself
+        try:
+            arguments = json.dumps(arguments)
+        except (ValueError, TypeError, RecursionError):
+            arguments = None
+    return ToolCallDelta(
+        index,
+        name if isinstance(name, str) else "",
+        arguments if isinstance(arguments, str) else "",
+    )
 
 
 def _int(value: Any) -> int | None:

@@ -31,11 +31,12 @@ from monitor.probing.metrics import StreamMeter, measure, needs_count
 from monitor.probing.openrouter_errors import http_error_kind
 from monitor.probing.phases import Phases
 from monitor.probing.prompts import build_body, new_nonce
+from monitor.probing.quality import Capture
 from monitor.probing.session import is_traced, tracing
 from monitor.probing.sse import SSEError, SSEEvent, SSEItem, SSEParser
 from monitor.probing.throttle import Gates
 from monitor.probing.tokens import TokenCounter, TokenTally, counter_from_file, default_counter
-from monitor.redact import short_message
+from monitor.redact import redirect_target, short_message
 from monitor.results import Outcome, ProbeResult
 
 __all__ = ["ProbeTrace", "Prober", "connection_error_kind"]
@@ -193,7 +194,8 @@ class Prober:
             a.status = resp.status
             if resp.status != 200:
                 return await self._http_error(a, resp, use_so, total_deadline)
-            meter = StreamMeter(t0, TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS))
+            tally = TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS)
+            meter = StreamMeter(t0, tally, capture=Capture() if a.workload.quality else None)
             await self._stream(a, resp, meter, (first_deadline, total_deadline), trace)
             return build_result(a), False
         finally:
@@ -389,14 +391,3 @@ def _timeout_kind(deadline: float, total_deadline: float, meter: StreamMeter) ->
     if deadline >= total_deadline:
         return "timeout.total"
     return "timeout.ttft" if meter.first_token_ns is None else "timeout.idle"
-
-
-def redirect_target(location: str) -> str:
-    """A redirect's Location without user info, query or fragment (they may hold secrets)."""
-    base = location.split("#", 1)[0]
-    base, query = base.split("?", 1) if "?" in base else (base, "")
-    scheme, sep, rest = base.partition("://")
-    if sep:
-        host, slash, path = rest.partition("/")
-        base = f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
-    return (base + ("?…" if query else "")) or "(no Location)"

@@ -17,6 +17,7 @@ import numpy as np
 
 from monitor.config import Prices
 from monitor.probing.chunks import Chunk, StreamError, Usage
+from monitor.probing.quality import Capture
 from monitor.probing.tokens import ESTIMATE, TokenTally
 from monitor.results import TokenSource
 from monitor.stats import percentile
@@ -57,9 +58,12 @@ class StreamMeter:
     finish_reason: str | None = None
     error: StreamError | None = None
     provider: str | None = None
+    capture: Capture | None = None  # a quality workload's answer, kept for `quality.classify`
 
     def add(self, t_ns: int, chunk: Chunk) -> None:
         self.last_data_ns = t_ns
+        if self.capture is not None:
+            self.capture.add(chunk)
         if chunk.has_token:
             self.chunks += 1
             if self.first_token_ns is None:
@@ -69,6 +73,9 @@ class StreamMeter:
             self.last_token_ns = t_ns
             if chunk.reasoning:
                 self.tally.feed(chunk.reasoning)
+            for call in chunk.tool_calls:  # generated tokens too
+                if call.arguments:
+                    self.tally.feed(call.arguments)
             if chunk.content:
                 self.tally.feed(chunk.content)
                 if self.first_answer_ns is None:

@@ -1,4 +1,5 @@
-"""Builds the request body of a probe: a prompt of the workload's size made unique by a nonce."""
+"""Builds the request body of a probe: a prompt of the workload's size made unique by a nonce;
+a quality workload's body also carries its tool set or its `response_format` (`tools`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from monitor.config import Target, Workload
 from monitor.probing.tokens import estimate_tokens
+from monitor.probing.tools import STRUCTURED_ASK, TOOL_ASK, TOOLS, response_format
 
 # A neutral filler text; words of about one token each.
 _FILLER = (
@@ -24,7 +26,12 @@ def new_nonce() -> str:
 
 def build_prompt(workload: Workload, nonce: str) -> str:
     """About `workload.input_tokens` tokens: a nonce, filler, and the instruction."""
-    ask = _ASK_SHORT if workload.max_tokens <= 4 else _ASK_LONG
+    if workload.kind == "tool_call":
+        ask = TOOL_ASK
+    elif workload.kind == "structured":
+        ask = STRUCTURED_ASK
+    else:
+        ask = _ASK_SHORT if workload.max_tokens <= 4 else _ASK_LONG
     head = f"[probe {nonce}] "
     budget = workload.input_tokens - estimate_tokens(head + ask)
     words = [_FILLER[i % len(_FILLER)] for i in range(max(0, budget))]
@@ -43,6 +50,11 @@ def build_body(
         "stream": True,
         "temperature": 0,
     }
+    if workload.kind == "tool_call":
+        body["tools"] = TOOLS
+        body["tool_choice"] = workload.tool_choice
+    elif workload.kind == "structured":
+        body["response_format"] = response_format()
     if stream_options:
         body["stream_options"] = {"include_usage": True}
     if target.pinned:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from monitor.aggregate import (
     group_rows,
     median_ci,
     proportion_diff_ci,
+    quality_error_pct,
     share,
     summary_of,
     uptime_pct,
@@ -59,10 +61,16 @@ def _count(r: Rollup, outcomes: Iterable[str]) -> int:
 
 
 def provider_row(
-    key: RowKey, data: RowData, acct: Accounting, info: TargetInfo | None, until: datetime
+    key: RowKey,
+    data: RowData,
+    acct: Accounting,
+    info: TargetInfo | None,
+    until: datetime,
+    kind: str = "plain",
 ) -> ProviderRow:
     model, provider, route, workload = key
     t = data.total
+    quality = quality_error_pct(t)
     info = info or TargetInfo()
     failures = _count(t, acct.failure_outcomes)
     gap_hours = data.gap_hours(until)
@@ -95,6 +103,8 @@ def provider_row(
         hours_with_data=len(data.hours),
         hours_excluded=data.excluded_hours,
         network_ms=summary_of(t.histograms.get("network_ms")),
+        tool_call_error_pct=quality if kind == "tool_call" else None,
+        structured_error_pct=quality if kind == "structured" else None,
     )
 
 
@@ -117,6 +127,7 @@ def cdf(h: LogHistogram | None, points: int = CDF_POINTS) -> list[tuple[float, f
 
 def _uptime_points(hours: Mapping[datetime, Rollup], acct: Accounting) -> list[Point]:
     quiet = Accounting(acct.failure_outcomes, 1, acct.exclude_maintenance, False)
+    quiet = dataclasses.replace(quiet, quality_counts=acct.quality_counts)
     out = []
     for at in sorted(hours):
         value = uptime_pct(hours[at], quiet)
@@ -191,12 +202,14 @@ def build_model_report(
     workloads: Mapping[str, str] | None = None,
     bin_s: int = 3600,
     catalogue: Catalogue | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> ModelReport:
     """The report of `model` over `period`, compared with the period before it.
 
     `rollups` are the stored hourly ones, or for a short period bins of `bin_s` seconds folded
     from raw probes (so its time series have more than a few points). `catalogue` holds the
-    period's readings of OpenRouter's endpoints listing and the changes they showed.
+    period's readings of OpenRouter's endpoints listing and the changes they showed. `kinds`
+    (workload name → kind) says which rows get a tool-call or structured error share.
     """
     rows_data = group_rows(
         rollups,
@@ -217,9 +230,11 @@ def build_model_report(
         exclude_maintenance=acct.exclude_maintenance,
         bin_s=bin_s,
     )
-    info = info or {}
+    info, kinds = info or {}, kinds or {}
     rows = [
-        provider_row(key, data, acct, info.get(key[:3]), min(period.end, now))
+        provider_row(
+            key, data, acct, info.get(key[:3]), min(period.end, now), kinds.get(key[3], "plain")
+        )
         for key, data in rows_data.items()
         if data.total.n
     ]

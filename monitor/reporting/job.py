@@ -61,6 +61,7 @@ def accounting(cfg: Config) -> Accounting:
         min_samples=u.min_samples,
         exclude_maintenance=u.maintenance == "exclude",
         gaps_down=u.gaps == "down",
+        quality_counts=u.quality_counts,
     )
 
 
@@ -166,8 +167,10 @@ async def iter_reports(
     info = _target_info(cfg)
     workloads = {
         name: f"about {w.input_tokens} tokens in, at most {w.max_tokens} out"
+        + ("" if w.kind == "plain" else f", {w.kind} (its answers' quality checked)")
         for name, w in cfg.workloads.items()
     }
+    kinds = {name: w.kind for name, w in cfg.workloads.items()}
     for model in wanted:
         freezable = period.is_week and period.finished(now)
         if freezable:
@@ -189,6 +192,7 @@ async def iter_reports(
             workloads={k: v for k, v in workloads.items() if k in seen_workloads},
             bin_s=bin_s,
             catalogue=await _catalogue(engine, cfg, period, model),
+            kinds=kinds,
         )
         del rollups
         if freezable and report.rows:

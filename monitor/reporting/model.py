@@ -49,6 +49,10 @@ class ProviderRow:
     hours_excluded: int
     network_ms: Metric | None = None
     """connect + TLS of each probe's fresh connection (None in reports from before 0003)."""
+    tool_call_error_pct: float | None = None
+    """Of a tool_call workload's ok probes, the share (%) whose tool call was broken."""
+    structured_error_pct: float | None = None
+    """Of a structured workload's ok probes, the share (%) whose answer was broken."""
 
     @property
     def label(self) -> str:

@@ -7,9 +7,7 @@ provider cannot inject markup into a report.
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -18,42 +16,7 @@ from monitor.reporting.charts_meta import CHART_TITLES
 from monitor.reporting.methodology import methodology_lines
 from monitor.reporting.model import Metric, ModelReport, ProviderRow
 from monitor.reporting.render_catalogue import sections_html, sections_md
-
-CSV_COLUMNS = (
-    "model",
-    "period",
-    "provider",
-    "route",
-    "workload",
-    "vantages",
-    "probes",
-    "ok",
-    "failures",
-    "rate_limited",
-    "client_errors",
-    "monitor_errors",
-    "uptime_pct",
-    "rate_limited_pct",
-    "failure_pct",
-    "ttft_p50_ms",
-    "ttft_p75_ms",
-    "ttft_p90_ms",
-    "ttft_p99_ms",
-    "ttft_mean_ms",
-    "ttfa_p50_ms",
-    "network_p50_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "decode_p50_tps",
-    "decode_p90_tps",
-    "e2e_p50_tps",
-    "e2e_p90_tps",
-    "cost_usd",
-    "context_length",
-    "input_price_per_mtok",
-    "output_price_per_mtok",
-    "error_kinds",
-)
+from monitor.reporting.render_csv import render_csv as render_csv
 
 
 def _num(value: float | None, spec: str = ".0f") -> str:
@@ -68,6 +31,13 @@ def _kinds(row: ProviderRow, limit: int = 4) -> str:
     items = list(row.error_kinds.items())
     text = ", ".join(f"{k} ×{n}" for k, n in items[:limit])
     return text + (f", +{len(items) - limit} more" if len(items) > limit else "")
+
+
+def _quality(row: ProviderRow) -> float | None:
+    """A quality workload's row: its tool_call_error_pct or structured_error_pct."""
+    if row.tool_call_error_pct is not None:
+        return row.tool_call_error_pct
+    return row.structured_error_pct
 
 
 def table_cells(row: ProviderRow) -> list[str]:
@@ -89,6 +59,7 @@ def table_cells(row: ProviderRow) -> list[str]:
         _p(row.decode_tps, "p50", ".1f"),
         _p(row.e2e_tps, "p50", ".1f"),
         _num(row.failure_pct, ".1f"),
+        _num(_quality(row), ".1f"),
         _num(row.rate_limited_pct, ".1f"),
         f"{row.ok}/{row.probes}",
         _kinds(row) or "–",
@@ -108,6 +79,7 @@ TABLE_HEADERS = (
     "decode p50 tok/s",
     "e2e p50 tok/s",
     "errors %",
+    "quality errors %",
     "rate-limited %",
     "ok/probes",
     "error kinds",
@@ -327,66 +299,6 @@ def _md_charts(chart_files: Mapping[str, str], names: tuple[str, ...]) -> list[s
 
 
 # --- CSV and JSON ----------------------------------------------------------------------------
-
-
-def csv_row(report: ModelReport, row: ProviderRow) -> dict[str, object]:
-    def q(m: Metric | None, name: str) -> float | None:
-        return None if m is None else round(float(getattr(m, name)), 3)
-
-    return {
-        "model": row.model,
-        "period": report.period,
-        "provider": row.provider,
-        "route": row.route,
-        "workload": row.workload,
-        "vantages": ";".join(row.vantages),
-        "probes": row.probes,
-        "ok": row.ok,
-        "failures": row.failures,
-        "rate_limited": row.rate_limited,
-        "client_errors": row.client_errors,
-        "monitor_errors": row.monitor_errors,
-        "uptime_pct": None if row.uptime_pct is None else round(row.uptime_pct, 4),
-        "rate_limited_pct": None
-        if row.rate_limited_pct is None
-        else round(row.rate_limited_pct, 4),
-        "failure_pct": None if row.failure_pct is None else round(row.failure_pct, 4),
-        "ttft_p50_ms": q(row.ttft_ms, "p50"),
-        "ttft_p75_ms": q(row.ttft_ms, "p75"),
-        "ttft_p90_ms": q(row.ttft_ms, "p90"),
-        "ttft_p99_ms": q(row.ttft_ms, "p99"),
-        "ttft_mean_ms": q(row.ttft_ms, "mean"),
-        "ttfa_p50_ms": q(row.ttfa_ms, "p50"),
-        "network_p50_ms": q(row.network_ms, "p50"),
-        "latency_p50_ms": q(row.latency_ms, "p50"),
-        "latency_p90_ms": q(row.latency_ms, "p90"),
-        "decode_p50_tps": q(row.decode_tps, "p50"),
-        "decode_p90_tps": q(row.decode_tps, "p90"),
-        "e2e_p50_tps": q(row.e2e_tps, "p50"),
-        "e2e_p90_tps": q(row.e2e_tps, "p90"),
-        "cost_usd": round(row.cost_usd, 6),
-        "context_length": row.context_length,
-        "input_price_per_mtok": row.input_price_per_mtok,
-        "output_price_per_mtok": row.output_price_per_mtok,
-        "error_kinds": ";".join(f"{k}:{n}" for k, n in row.error_kinds.items()),
-    }
-
-
-def render_csv(report: ModelReport) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in report.rows:
-        values = csv_row(report, row)
-        writer.writerow({k: _csv_safe(v) for k, v in values.items()})
-    return buf.getvalue()
-
-
-def _csv_safe(value: object) -> object:
-    # A cell starting with = + - @ is a formula in spreadsheets: quote it as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return "" if value is None else value
 
 
 def render_json(report: ModelReport) -> str:

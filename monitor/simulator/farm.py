@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from monitor.results import Outcome
+from monitor.simulator.answers import answer_kind
 from monitor.simulator.plan import Plan, PlanRequest, Route, Step, error_plan, plan_response
 from monitor.simulator.profiles import ProviderProfile, ServedModel
 
@@ -72,6 +73,7 @@ class TruthRecord:
     last_token_ns: int | None = None
     closed_by: str | None = None
     closed_ns: int | None = None
+    quality: str | None = None  # an ok quality answer: what `quality.classify` should say
 
     def close(self, by: str, now_ns: int) -> None:
         """The request ended at `now_ns`, by `by`; the first ending counts."""
@@ -192,6 +194,7 @@ class Farm:
             chunks=intent.chunks,
             content=intent.content,
             ending=plan.ending,
+            quality=intent.quality,
         )
         self.truth.append(record)
         if len(self.truth) > self.max_truth * 1.1:
@@ -262,6 +265,7 @@ class Farm:
             stamp_send_time=self.stamp_send_time,
             created=self.created + int(elapsed_s),
             processing_s=self.processing_s,
+            answer=answer_kind(request),
         )
         rng = self._rngs.setdefault(profile.slug, random.Random(f"{self.seed}/{profile.slug}"))
         return (

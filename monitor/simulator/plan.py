@@ -16,37 +16,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.results import Outcome
+from monitor.simulator.answers import answer_plan, draw_quality
 from monitor.simulator.profiles import ProviderProfile
 from monitor.simulator.steps import (
-    KEEPALIVE_COMMENT as KEEPALIVE_COMMENT,
+    KEEPALIVE_COMMENT,
+    PROCESSING_COMMENT,
+    SENT_NS_PLACEHOLDER,
+    Ending,
+    Intent,
+    Plan,
+    PlanRequest,
+    Route,
+    Step,
+    token_text,
 )
-from monitor.simulator.steps import (
-    PROCESSING_COMMENT as PROCESSING_COMMENT,
-)
-from monitor.simulator.steps import (
-    SENT_NS_PLACEHOLDER as SENT_NS_PLACEHOLDER,
-)
-from monitor.simulator.steps import (
-    Ending as Ending,
-)
-from monitor.simulator.steps import (
-    Intent as Intent,
-)
-from monitor.simulator.steps import (
-    Plan as Plan,
-)
-from monitor.simulator.steps import (
-    PlanRequest as PlanRequest,
-)
-from monitor.simulator.steps import (
-    Route as Route,
-)
-from monitor.simulator.steps import (
-    Step as Step,
-)
-from monitor.simulator.steps import (
-    token_text as token_text,
-)
+
+__all__ = [
+    "KEEPALIVE_COMMENT",
+    "PROCESSING_COMMENT",
+    "SENT_NS_PLACEHOLDER",
+    "Ending",
+    "Intent",
+    "Plan",
+    "PlanRequest",
+    "Route",
+    "Step",
+    "error_plan",
+    "outcome_for_status",
+    "plan_response",
+    "token_text",
+]
 
 
 def plan_response(
@@ -70,7 +69,10 @@ def plan_response(
     for start_s, end_s in profile.outages:
         if start_s <= elapsed_s < end_s:
             fault = "outage_" + profile.outage_mode
-    return _Builder(profile, req, ttft_s, tps).build(fault)
+    builder = _Builder(profile, req, ttft_s, tps)
+    if req.answer != "text":  # drawn last, and only then: plain plans draw as before
+        builder.quality = draw_quality(profile.quality_faults, req.answer, rng)
+    return builder.build(fault)
 
 
 def error_plan(
@@ -149,6 +151,8 @@ class _Builder:
     tps: float
     events: list[tuple[float, bytes, int, int]] = field(default_factory=list)
     tokens_sent: int = 0
+    quality: str | None = None  # a quality answer: how it breaks ("ok" when it does not)
+    answer: list[dict[str, Any]] = field(default_factory=list)  # its content deltas, in order
 
     # --- wire format -------------------------------------------------------------------
     @property
@@ -245,6 +249,7 @@ class _Builder:
             chunks=len(token_events),
             content=content,
             finish_reason=finish,
+            quality=self.quality if outcome is Outcome.OK else None,
         )
 
     def http_fault(self, fault: str, status: int) -> Plan:
@@ -298,6 +303,11 @@ class _Builder:
         if fault == "empty":
             total = 0
         sizes = _chunk_sizes(min(total, profile.reasoning_tokens), profile.tokens_per_chunk)
+        if self.quality is not None and total > sum(sizes):
+            self.answer, more = answer_plan(
+                self.req.answer, self.quality, total - sum(sizes), profile.tokens_per_chunk
+            )
+            sizes += more
         sizes += _chunk_sizes(total - sum(sizes), profile.tokens_per_chunk)
         # chunk j is written when its last token is ready, the first one at ttft_s
         times, ready = [], 0
@@ -357,11 +367,13 @@ class _Builder:
             outcome = Outcome.EMPTY_RESPONSE
         return self.plan(200, "done", self.intent(200, outcome, fault, finish))
 
-    def token_delta(self, size: int) -> dict[str, str]:
+    def token_delta(self, size: int) -> dict[str, Any]:
         text = "".join(token_text(self.tokens_sent + i) for i in range(size))
         if self.tokens_sent < self.profile.reasoning_tokens:
             name = "reasoning" if self.openrouter else self.profile.reasoning_field
             return {name: text}
+        if self.answer:
+            return self.answer.pop(0)
         return {"content": text}
 
     def plan(self, status: int, ending: Ending, intent: Intent, keepalive: bytes = b"") -> Plan:

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from monitor.simulator.answers import QUALITY_FAULTS
+
 OutageMode = Literal["http_503", "hang", "refuse"]
 UsageMode = Literal["final", "every", "none"]
 ReasoningField = Literal["reasoning_content", "reasoning"]
@@ -82,6 +84,8 @@ class ProviderProfile:
     p_garbage: float = 0.0
     p_empty: float = 0.0
     error_message: str = "Upstream provider error"
+    # quality probes: (way the answer breaks, probability), e.g. (("invalid_json", 0.1),)
+    quality_faults: tuple[tuple[str, float], ...] = ()
     outages: tuple[tuple[float, float], ...] = ()
     outage_mode: OutageMode = "http_503"
     rate_limit_rps: float | None = None
@@ -115,6 +119,12 @@ class ProviderProfile:
         probabilities = [getattr(self, name) for name in _FAULTS]
         if any(not 0.0 <= p <= 1.0 for p in probabilities) or sum(probabilities) > 1.0 + 1e-9:
             problems.append("fault probabilities must each be in [0, 1] and sum to at most 1")
+        names = [name for name, _ in self.quality_faults]
+        shares = [p for _, p in self.quality_faults]
+        if any(n not in QUALITY_FAULTS for n in names) or len(set(names)) < len(names):
+            problems.append(f"quality_faults names each of {tuple(QUALITY_FAULTS)} at most once")
+        if any(not 0.0 <= p <= 1.0 for p in shares) or sum(shares) > 1.0 + 1e-9:
+            problems.append("quality_faults probabilities must be in [0, 1] and sum to at most 1")
         if any(not 0 <= start < end for start, end in self.outages):
             problems.append("outages must be (start_s, end_s) with 0 <= start_s < end_s")
         if self.rate_limit_rps is not None and not self.rate_limit_rps > 0:

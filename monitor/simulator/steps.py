@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from monitor.results import Outcome
+from monitor.simulator.answers import AnswerKind
 
 Route = Literal["direct", "openrouter"]
 Ending = Literal["done", "stall", "cut", "hang"]
@@ -49,6 +50,7 @@ class PlanRequest:
     stamp_send_time: bool = False
     created: int = 0
     processing_s: float = 0.2
+    answer: AnswerKind = "text"  # a quality probe's request: tools or a JSON Schema format
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class Intent:
     chunks: int
     content: str
     finish_reason: str | None
+    quality: str | None = None  # what `quality.classify` should say of an ok quality answer
 
 
 @dataclass(frozen=True, slots=True)

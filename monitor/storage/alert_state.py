@@ -47,6 +47,7 @@ def _observation(row: Any) -> Observation:
         error_kind=row.error_kind,
         ttft_ms=row.ttft_ms,
         decode_tps=row.decode_tps,
+        quality=row.quality,
     )
 
 
@@ -58,6 +59,7 @@ _OBS_COLUMNS = (
     ProbeRow.error_kind,
     ProbeRow.ttft_ms,
     ProbeRow.decode_tps,
+    ProbeRow.quality,
 )
 
 

@@ -46,6 +46,7 @@ async def rollups_between(
         columns: list[Any] = [RollupRow.__table__]
     else:
         columns = [c.target_id, c.vantage, c.workload, c.hour, c.n, c.outcomes, c.cost_usd]
+        columns.append(c.qualities)
         columns += [RollupRow.histograms[m].label(f"h_{i}") for i, m in enumerate(metrics)]
     query = (
         select(*columns, *_TARGET_COLUMNS)
@@ -66,7 +67,7 @@ async def rollups_between(
                     found = ((m, getattr(row, f"h_{i}")) for i, m in enumerate(metrics))
                     histograms, kinds = {m: h for m, h in found if h is not None}, {}
                 out[(key, row.vantage, row.workload, row.hour)] = Rollup.from_columns(
-                    row.n, row.outcomes, kinds, histograms, row.cost_usd
+                    row.n, row.outcomes, kinds, histograms, row.cost_usd, qualities=row.qualities
                 )
     return out
 
@@ -102,7 +103,7 @@ async def probes_between(
 
 async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) -> list[ProbeResult]:
     """Probes started in [start, end) with only what `provmon status` reads (outcome, time,
-    TTFT, decode and e2e speed): a fraction of the cost of whole rows."""
+    TTFT, decode and e2e speed, quality): a fraction of the cost of whole rows."""
     c = ProbeRow.__table__.c
     query = (
         select(
@@ -113,6 +114,7 @@ async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) ->
             c.ttft_ms,
             c.decode_tps,
             c.e2e_tps,
+            c.quality,
             *_TARGET_COLUMNS,
         )
         .join(TargetRow, TargetRow.id == ProbeRow.target_id)
@@ -133,6 +135,7 @@ async def status_samples(engine: AsyncEngine, start: datetime, end: datetime) ->
             ttft_ms=row.ttft_ms,
             decode_tps=row.decode_tps,
             e2e_tps=row.e2e_tps,
+            quality=row.quality,
         )
         for row in rows
     ]

@@ -84,6 +84,7 @@ class ProbeRow(Base):
     itl_p99_ms: Mapped[float | None] = mapped_column(Float)
     max_gap_ms: Mapped[float | None] = mapped_column(Float)
     flags: Mapped[str | None] = mapped_column(String(200))
+    quality: Mapped[str | None] = mapped_column(String(24))
 
 
 class RollupRow(Base):
@@ -101,6 +102,7 @@ class RollupRow(Base):
     error_kinds: Mapped[dict[str, Any]]
     histograms: Mapped[dict[str, Any]]
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    qualities: Mapped[dict[str, Any] | None]  # 0005_quality; None in rows from before it
 
 
 class IncidentRow(Base):

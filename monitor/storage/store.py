@@ -58,6 +58,8 @@ PROBE_COLUMNS = (
     "itl_p99_ms",
     "max_gap_ms",
     "flags",
+    # 0005_quality
+    "quality",
 )
 
 
@@ -246,7 +248,12 @@ class Store:
                 )
                 continue
             merged = Rollup.from_columns(
-                old.n, old.outcomes, old.error_kinds, old.histograms, old.cost_usd
+                old.n,
+                old.outcomes,
+                old.error_kinds,
+                old.histograms,
+                old.cost_usd,
+                qualities=old.qualities,
             )
             merged.merge(delta)
             updates.append(
@@ -269,6 +276,7 @@ class Store:
                     error_kinds=bindparam("error_kinds"),
                     histograms=bindparam("histograms"),
                     cost_usd=bindparam("cost_usd"),
+                    qualities=bindparam("qualities"),
                 )
             )
             await conn.execute(stmt, updates)  # one executemany for every row
@@ -348,7 +356,12 @@ class Store:
             for row in await conn.execute(select(RollupRow)):
                 out[(targets[row.target_id], row.vantage, row.workload, row.hour)] = (
                     Rollup.from_columns(
-                        row.n, row.outcomes, row.error_kinds, row.histograms, row.cost_usd
+                        row.n,
+                        row.outcomes,
+                        row.error_kinds,
+                        row.histograms,
+                        row.cost_usd,
+                        qualities=row.qualities,
                     )
                 )
             return out
