@@ -1,0 +1,210 @@
+"""Reads what each page and API answer needs through the storage queries and hands it to the
+pure views. No aiohttp here: tests and benchmarks call these directly.
+
+History reads are split at a settled point: the part before it may come from a
+`SettledCache` (the web server keeps one), the rest is read every time. Without a cache both
+parts are read, and the answer is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from monitor.alerts.model import Incident
+from monitor.maintenance import expand
+from monitor.results import ProbeResult, TargetKey
+from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
+from monitor.scheduler import cron_fire_times
+from monitor.status import TargetStatus, target_status
+from monitor.storage.database import Engine
+from monitor.storage.reports import rollups_between
+from monitor.storage.web import (
+    hourly_outcomes,
+    incidents_since,
+    open_incident_counts,
+    recent_samples,
+    target_states,
+)
+from monitor.web.cache import SettledCache
+from monitor.web.history import (
+    METRICS,
+    WINDOWS,
+    Points,
+    Tally,
+    TargetBars,
+    bucket_start,
+    day_tallies,
+    raw_points,
+    rollup_points,
+    series_list,
+    uptime_bars,
+)
+from monitor.web.site import Site
+from monitor.web.views import endpoints_doc, model_keys, model_rows
+
+DAY_METRICS = ("ttft_ms", "decode_tps", "e2e_tps")
+INDEX_METRICS = ("ttft_ms", "e2e_tps")
+CLOCK_SKEW = timedelta(days=1)
+"""Recent probes are read up to now + this, as `provmon status` does."""
+SETTLE = timedelta(minutes=5)
+"""An hour's rollups (or a raw bucket) count as settled this long after it ended."""
+
+V = TypeVar("V")
+
+
+async def _split(
+    cache: SettledCache | None,
+    key: Hashable,
+    start: datetime,
+    until: datetime,
+    compute: Callable[[datetime, datetime], Awaitable[V]],
+) -> tuple[datetime, V]:
+    if cache is None:
+        return until, await compute(start, until)
+    return await cache.get(key, start, until, compute)
+
+
+async def day_rollups(
+    engine: Engine,
+    now: datetime,
+    model: str | None,
+    metrics: tuple[str, ...],
+    cache: SettledCache | None = None,
+) -> dict[RollupKey, Rollup]:
+    """The rollups `provmon status` reads for its day window (the hours overlapping the last
+    24 hours): the settled hours merged per target, the recent ones as stored."""
+    start = hour_of(now - timedelta(days=1))
+
+    async def settled(a: datetime, b: datetime) -> dict[TargetKey, Rollup]:
+        found = await rollups_between(engine, a, b, model, metrics=metrics)
+        per: dict[TargetKey, list[Rollup]] = {}
+        for (key, _v, _w, _h), r in found.items():
+            per.setdefault(key, []).append(r)
+        return {key: merge_rollups(rs) for key, rs in per.items()}
+
+    until, merged = await _split(
+        cache, ("day", model, metrics), start, hour_of(now - SETTLE), settled
+    )
+    tail = await rollups_between(engine, until, now, model, metrics=metrics)
+    return {(key, "*", "*", start): r for key, r in merged.items()} | tail
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLive:
+    """A model's statuses (`provmon status`'s windows) and its raw probes of 30 minutes."""
+
+    model: str
+    statuses: list[TargetStatus]
+    recent: list[ProbeResult]
+
+    def endpoints(self, site: Site, now: datetime) -> dict[str, Any]:
+        return endpoints_doc(self.model, self.statuses, site, self.recent, now)
+
+
+async def model_live(
+    engine: Engine, site: Site, model: str, now: datetime, cache: SettledCache | None = None
+) -> ModelLive:
+    recent, day, states = await asyncio.gather(
+        recent_samples(engine, now - timedelta(minutes=30), now + CLOCK_SKEW, model),
+        day_rollups(engine, now, model, DAY_METRICS, cache),
+        target_states(engine),
+    )
+    keys = model_keys(model, site, recent, day)
+    statuses = target_status(keys, recent, day, states, now, site.accounting)
+    return ModelLive(model, statuses, recent)
+
+
+async def models_index(
+    engine: Engine, site: Site, now: datetime, cache: SettledCache | None = None
+) -> list[dict[str, Any]]:
+    """Every model configured or with probes in the last day, as `/api/v1/models` rows."""
+    day, states, open_counts = await asyncio.gather(
+        day_rollups(engine, now, None, INDEX_METRICS, cache),
+        target_states(engine),
+        open_incident_counts(engine),
+    )
+    keys = list(dict.fromkeys([*site.targets, *sorted({k[0] for k in day})]))
+    statuses = target_status(keys, [], day, states, now, site.accounting)
+    rows = model_rows(statuses, day, open_counts, site.accounting)
+    order = {m: i for i, m in enumerate(site.models())}
+    return sorted(rows, key=lambda r: (order.get(r["id"], len(order)), r["id"]))
+
+
+async def model_uptime(
+    engine: Engine,
+    site: Site,
+    model: str,
+    now: datetime,
+    days: int = 30,
+    cache: SettledCache | None = None,
+) -> tuple[list[TargetBars], list[Incident]]:
+    """The uptime bars of `model`'s targets and its incidents of the last `days` days."""
+    this_hour = hour_of(now)
+    first_day = this_hour.replace(hour=0) - timedelta(days=days - 1)
+    windows = expand(site.maintenance, first_day, now, cron_fire_times)
+
+    async def settled(a: datetime, b: datetime) -> dict[TargetKey, dict[datetime, Tally]]:
+        return day_tallies(await hourly_outcomes(engine, a, b, model), site.accounting, windows)
+
+    async def history() -> tuple[datetime, dict[TargetKey, dict[datetime, Tally]]]:
+        cutoff = hour_of(now - SETTLE).replace(hour=0)
+        return await _split(cache, ("days", model, days), first_day, cutoff, settled)
+
+    (until, tallies), incidents = await asyncio.gather(
+        history(), incidents_since(engine, first_day, model)
+    )
+    recent = await hourly_outcomes(
+        engine, min(until, this_hour - timedelta(hours=23)), now + CLOCK_SKEW, model
+    )
+    keys = model_keys(model, site, (), ())
+    keys += sorted((set(tallies) | set(recent)) - set(keys))
+    bars = uptime_bars(
+        keys, tallies, until, recent, incidents, now, site.accounting, days=days, windows=windows
+    )
+    return bars, incidents
+
+
+async def model_series(
+    engine: Engine,
+    site: Site,
+    model: str,
+    metric: str,
+    window: str,
+    now: datetime,
+    cache: SettledCache | None = None,
+) -> dict[str, Any]:
+    """`/series`: per target, the window's buckets with n and p50–p99 of `metric`."""
+    w = WINDOWS[window]
+    start = bucket_start(now - timedelta(seconds=w.seconds), w.bucket_s)
+    cutoff = bucket_start(now - SETTLE, w.bucket_s)
+
+    async def points(a: datetime, b: datetime) -> Points:
+        if w.raw:
+            samples = await recent_samples(engine, a, b, model)
+            return raw_points(samples, metric, a, b, w.bucket_s)
+        rollups = await rollups_between(engine, a, b, model, metrics=(metric,))
+        return rollup_points(rollups, metric, a, b, w.bucket_s)
+
+    until, settled = await _split(cache, ("series", model, metric, window), start, cutoff, points)
+    tail = await points(until, now + CLOCK_SKEW)
+    settled = {k: {t: p for t, p in ps.items() if t >= start} for k, ps in settled.items()}
+    keys = model_keys(model, site, (), ())
+    keys += sorted((set(settled) | set(tail)) - set(keys))
+    label, unit = METRICS[metric]
+    return {
+        "data": {
+            "id": model,
+            "metric": metric,
+            "label": label,
+            "unit": unit,
+            "window": window,
+            "bucket_s": w.bucket_s,
+            "start": start.isoformat(),
+            "end": now.isoformat(),
+            "series": series_list(keys, (settled, tail)),
+        }
+    }
