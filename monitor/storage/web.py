@@ -105,6 +105,25 @@ async def hourly_outcomes(
     return out
 
 
+async def first_probe_at(
+    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+) -> datetime | None:
+    """When the first probe in [start, end) started (of `model`), or None."""
+    query = (
+        select(func.min(ProbeRow.started_at))
+        .join(TargetRow, TargetRow.id == ProbeRow.target_id)
+        .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
+    )
+    if model is not None:
+        query = query.where(TargetRow.model == model)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.scalar(query)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return found if isinstance(found, datetime) else None
+
+
 def _incident(row: Any) -> Incident:
     target = (row.model, row.provider, row.route) if row.model is not None else None
     return Incident(

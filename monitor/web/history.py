@@ -38,6 +38,19 @@ WINDOWS: dict[str, SeriesWindow] = {
     "7d": SeriesWindow(7 * 86400, 3600, False),
     "30d": SeriesWindow(30 * 86400, 6 * 3600, False),
 }
+FINE_BUCKETS_S = (5, 10, 15, 30, 60, 120, 300, 600, 1200)
+TARGET_POINTS = 60
+
+
+def raw_bucket_s(window: SeriesWindow, span_s: float) -> int:
+    """Buckets for a raw window whose data spans `span_s` seconds: about TARGET_POINTS of them
+    (a monitor started ten minutes ago gets 10 s buckets), never coarser than the window's."""
+    for b in FINE_BUCKETS_S:
+        if b >= window.bucket_s or span_s / b <= TARGET_POINTS:
+            return min(b, window.bucket_s)
+    return window.bucket_s
+
+
 METRICS: dict[str, tuple[str, str]] = {
     "ttft_ms": ("TTFT", "ms"),
     "e2e_tps": ("Throughput", "tokens/s"),

@@ -266,9 +266,9 @@ def incident_rows(incidents: Iterable[Incident], now: datetime) -> str:
     return "".join(out) or '<tr><td colspan="8">No incidents in this period.</td></tr>'
 
 
-def _controls() -> str:
+def _controls(window: str) -> str:
     windows = "".join(
-        f'<button type="button" data-window="{w}" aria-pressed="{str(w == "24h").lower()}">'
+        f'<button type="button" data-window="{w}" aria-pressed="{str(w == window).lower()}">'
         f"{w}</button>"
         for w in WINDOWS
     )
@@ -294,7 +294,9 @@ def model_page(
     days: int,
     accounting: Sequence[str],
     refresh_s: float,
+    window: str = "24h",
 ) -> str:
+    """`window`: the performance charts' window shown first."""
     name = e(model)
     path = model_path(model)
     api = f"/api/v1/models/{path}"
@@ -318,8 +320,9 @@ def model_page(
         '<p class="note">Uptime = ok ÷ (ok + failures); rate-limited, client-error and monitor '
         "probes are left out. TTFT and throughput: the median over the last 30 minutes of ok "
         "probes; throughput is output tokens ÷ latency. Status is the alert state.</p></section>"
-        f'<section id="performance"><h2>Performance for {name}</h2>{_controls()}'
-        f'<div class="charts" id="charts" data-api="{e(api)}">{charts}</div>'
+        f'<section id="performance"><h2>Performance for {name}</h2>{_controls(window)}'
+        f'<div class="charts" id="charts" data-api="{e(api)}" data-window="{e(window)}">'
+        f"{charts}</div>"
         '<p class="note">Tail percentiles point at the slow side: p90 TTFT is the time 90 % '
         "of probes beat, p90 throughput the speed 90 % of probes reach.</p>"
         f'<noscript><p>The charts need JavaScript; their numbers are at <a href="{e(api)}'

@@ -23,6 +23,7 @@ from monitor.status import TargetStatus, target_status
 from monitor.storage.database import Engine
 from monitor.storage.reports import rollups_between
 from monitor.storage.web import (
+    first_probe_at,
     hourly_outcomes,
     incidents_since,
     open_incident_counts,
@@ -38,6 +39,7 @@ from monitor.web.history import (
     TargetBars,
     bucket_start,
     day_tallies,
+    raw_bucket_s,
     raw_points,
     rollup_points,
     series_list,
@@ -179,17 +181,22 @@ async def model_series(
 ) -> dict[str, Any]:
     """`/series`: per target, the window's buckets with n and p50–p99 of `metric`."""
     w = WINDOWS[window]
-    start = bucket_start(now - timedelta(seconds=w.seconds), w.bucket_s)
-    cutoff = bucket_start(now - SETTLE, w.bucket_s)
+    bucket_s = w.bucket_s
+    if w.raw:  # finer buckets while the data is younger than the window
+        first = await first_probe_at(engine, now - timedelta(seconds=w.seconds), now, model)
+        bucket_s = raw_bucket_s(w, (now - first).total_seconds() if first else 0.0)
+    start = bucket_start(now - timedelta(seconds=w.seconds), bucket_s)
+    cutoff = bucket_start(now - SETTLE, bucket_s)
 
     async def points(a: datetime, b: datetime) -> Points:
         if w.raw:
             samples = await recent_samples(engine, a, b, model)
-            return raw_points(samples, metric, a, b, w.bucket_s)
+            return raw_points(samples, metric, a, b, bucket_s)
         rollups = await rollups_between(engine, a, b, model, metrics=(metric,))
-        return rollup_points(rollups, metric, a, b, w.bucket_s)
+        return rollup_points(rollups, metric, a, b, bucket_s)
 
-    until, settled = await _split(cache, ("series", model, metric, window), start, cutoff, points)
+    key = ("series", model, metric, window, bucket_s)
+    until, settled = await _split(cache, key, start, cutoff, points)
     tail = await points(until, now + CLOCK_SKEW)
     settled = {k: {t: p for t, p in ps.items() if t >= start} for k, ps in settled.items()}
     keys = model_keys(model, site, (), ())
@@ -202,7 +209,7 @@ async def model_series(
             "label": label,
             "unit": unit,
             "window": window,
-            "bucket_s": w.bucket_s,
+            "bucket_s": bucket_s,
             "start": start.isoformat(),
             "end": now.isoformat(),
             "series": series_list(keys, (settled, tail)),

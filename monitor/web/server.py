@@ -25,7 +25,7 @@ from monitor.storage.database import Engine
 from monitor.storage.web import incidents_since, readiness
 from monitor.web import badge, pages, read
 from monitor.web.cache import SettledCache
-from monitor.web.history import METRICS, WINDOWS
+from monitor.web.history import METRICS, WINDOWS, TargetBars
 from monitor.web.security import SECURITY_HEADERS, Listen, authorized
 from monitor.web.site import Site
 from monitor.web.views import page_accounting
@@ -140,8 +140,15 @@ async def model_page(request: web.Request) -> web.StreamResponse:
         days=len(bars[0].days) if bars else 30,
         accounting=page_accounting(ctx.site.accounting),
         refresh_s=ctx.site.refresh_s,
+        window=_first_window(bars),
     )
     return _html(html)
+
+
+def _first_window(bars: list[TargetBars]) -> str:
+    """24 h, or 1 h while the model has data in no more than two of the last 24 hours."""
+    hours = {b.start for tb in bars for b in tb.hours if b.outcomes}
+    return "1h" if len(hours) <= 2 else "24h"
 
 
 async def api_endpoints(request: web.Request) -> web.StreamResponse:

@@ -34,9 +34,10 @@
 
   function pad(n) { return String(n).padStart(2, "0"); }
 
-  function fmtTime(t, long) {
+  function fmtTime(t, long, seconds) {
     const d = new Date(t);
-    const hm = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+    let hm = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+    if (seconds) hm += ":" + pad(d.getUTCSeconds());
     return long ? pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " + hm : hm;
   }
 
@@ -46,8 +47,11 @@
     const width = Math.max(320, plot.clientWidth || 640);
     const height = 220;
     const m = { left: 62, right: 14, top: 10, bottom: 26 };
-    const x0 = Date.parse(doc.start);
+    // the window, or from the first point when the data is younger than the window
+    let first = Infinity;
+    for (const s of doc.series) if (s.points.length) first = Math.min(first, Date.parse(s.points[0].t));
     const x1 = Date.parse(doc.end);
+    const x0 = Math.max(Date.parse(doc.start), Math.min(first, x1 - 60000) - doc.bucket_s * 500);
     const long = x1 - x0 > 2 * 86400000;
     let ymax = 0;
     for (const s of doc.series) for (const p of s.points) if (p[pct] > ymax) ymax = p[pct];
@@ -71,7 +75,7 @@
       for (let i = 0; i <= 4; i++) {
         const t = x0 + ((x1 - x0) * i) / 4;
         const label = svg("text", { x: X(t), y: height - 8, "text-anchor": "middle", class: "tick" }, root);
-        label.textContent = fmtTime(t, long);
+        label.textContent = fmtTime(t, long, x1 - x0 < 15 * 60000);
       }
       const gap = doc.bucket_s * 1000 * 2.5;
       doc.series.forEach((s, i) => {
@@ -87,7 +91,8 @@
           last = t;
           const dot = svg("circle", { cx: X(t).toFixed(1), cy: Y(v).toFixed(1), r: 2.5, fill: colour }, g);
           svg("title", {}, dot).textContent =
-            s.provider_name + " (" + s.route + ") " + fmtTime(Date.parse(p.t), true) + " UTC: " +
+            s.provider_name + " (" + s.route + ") " + fmtTime(Date.parse(p.t), true, doc.bucket_s < 60) +
+            " UTC: " +
             pct + " " + fmtValue(v, unit) + ", n=" + p.n;
         }
         if (d) svg("path", { d: d, fill: "none", stroke: colour, "stroke-width": 1.8, class: "line" }, g);
@@ -188,6 +193,8 @@
   function start() {
     const refreshS = Math.min(10, Math.max(1, Number(body.dataset.refreshS) || 5));
     if (body.dataset.page === "model") {
+      const charts = document.getElementById("charts");
+      if (charts && charts.dataset.window) state.window = charts.dataset.window;
       setupControls();
       refreshCharts();
       let ticks = 0;
