@@ -19,8 +19,8 @@ from monitor.maintenance import Window
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, hour_of
 from monitor.sketch import LogHistogram, merge_many
-from monitor.stats import PERCENTILES, percentile
-from monitor.web.views import live_accounting, tail_rank
+from monitor.stats import PERCENTILES, tail_percentile
+from monitor.web.views import live_accounting
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -69,10 +69,10 @@ Points = dict[TargetKey, dict[datetime, dict[str, Any]]]
 """Per target, per bucket start: {"t", "n", "p50", "p75", "p90", "p99"}."""
 
 
-def _point(at: datetime, metric: str, n: int, quantile: Any) -> dict[str, Any]:
+def _point(at: datetime, n: int, tails: Iterable[float | None]) -> dict[str, Any]:
+    """A bucket: n and its tail percentiles p50, p75, p90, p99 (the slow side)."""
     point: dict[str, Any] = {"t": at.isoformat(), "n": n}
-    for p in PERCENTILES:
-        value = quantile(tail_rank(metric, p))
+    for p, value in zip(PERCENTILES, tails, strict=True):
         point[f"p{p}"] = None if value is None else round(value, 3)
     return point
 
@@ -93,7 +93,8 @@ def raw_points(
         out[key] = {}
         for at, vs in buckets.items():
             vs.sort()
-            out[key][at] = _point(at, metric, len(vs), lambda p, vs=vs: percentile(vs, p))
+            tails = [tail_percentile(vs, p, metric) for p in PERCENTILES]
+            out[key][at] = _point(at, len(vs), tails)
     return out
 
 
@@ -113,7 +114,8 @@ def rollup_points(
         out[key] = {}
         for at, hs in buckets.items():
             merged = merge_many(hs)
-            out[key][at] = _point(at, metric, merged.n, merged.quantile)
+            tails = [merged.tail_quantile(p, metric) for p in PERCENTILES]
+            out[key][at] = _point(at, merged.n, tails)
     return out
 
 

@@ -14,27 +14,20 @@ from typing import Any
 from monitor.aggregate import Accounting, uptime_pct
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
-from monitor.stats import PERCENTILES, percentile
+from monitor.stats import PERCENTILES, tail_percentile
 from monitor.status import TargetStatus, model_summary
 from monitor.web.site import Site
 
 API_STATUSES = ("up", "down", "degraded")
-SPEED_METRICS = frozenset({"decode_tps", "e2e_tps"})
-"""Metrics where more is better: their tail percentiles are taken on the low side."""
-
-
-def tail_rank(metric: str, p: float) -> float:
-    """The rank of the p-th percentile "on the slow side": for times the p-th, for speeds the
-    (100 − p)-th, so p90 throughput is the speed that 90 % of probes reach or beat."""
-    return 100.0 - p if metric in SPEED_METRICS else p
 
 
 def percentiles(metric: str, values: Iterable[float | None]) -> dict[str, float] | None:
-    """{"p50", "p75", "p90", "p99"} of the values, tails on the slow side; None with none."""
+    """{"p50", "p75", "p90", "p99"} of the values, tails on the slow side (`monitor.stats`:
+    p90 throughput is the speed 90 % of probes reach or beat); None with no values."""
     present = sorted(v for v in values if v is not None)
     if not present:
         return None
-    return {f"p{p}": percentile(present, tail_rank(metric, p)) for p in PERCENTILES}
+    return {f"p{p}": tail_percentile(present, p, metric) for p in PERCENTILES}
 
 
 def live_accounting(acct: Accounting) -> Accounting:
