@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG_PATH
-from monitor.config.sections import parse_listen
+from monitor.config.checks import parse_listen
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -23,6 +23,7 @@ import pytest
 from monitor.alerts.evaluator import Evaluator
 from monitor.config import Config, parse_config
 from monitor.reporting.job import accounting
+from monitor.runtime import make_prober
 from monitor.simulator import DEMO_MODEL, Farm, Simulator, demo_farm, run_simulator
 from monitor.storage.alerts import AlertStore
 from monitor.storage.database import make_engine, upgrade
@@ -30,7 +31,7 @@ from monitor.storage.store import Store
 from monitor.web.security import Listen
 from monitor.web.server import running
 from monitor.web.site import site_from_config
-from tests.conftest import IN_CI, prober_for
+from tests.conftest import IN_CI
 from tests.webdata import HOSTILE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -110,7 +111,7 @@ async def measured(tmp_path: Path) -> AsyncIterator[Page]:
     await upgrade(engine)
     async with run_simulator(farm()) as sim, aiohttp.ClientSession(trust_env=False) as session:
         cfg = config(sim, db_url)
-        prober = prober_for(session, cfg)
+        prober = make_prober(session, cfg)
         store = Store(engine)
         evaluator = Evaluator(cfg, AlertStore(engine))
         workload = cfg.workloads["tiny"]

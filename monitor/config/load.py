@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.config.checks import endpoint_label
+from monitor.config.document import ConfigFile
 from monitor.config.sections import (
     DATABASE_DRIVERS,
     DEFAULT_WORKLOADS,
     AlertSettings,
     CatalogueSettings,
     ChannelSettings,
-    ConfigFile,
     DatabaseSettings,
     DirectTarget,
     EndpointInfo,
@@ -37,6 +37,7 @@ from monitor.config.sections import (
     ScheduleSettings,
     Timeouts,
     UptimeSettings,
+    WebSettings,
     Workload,
 )
 from monitor.errors import ConfigError
@@ -168,6 +169,8 @@ class Config:
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
     catalogue: CatalogueSettings = field(default_factory=CatalogueSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    web_token: Secret | None = None  # the live pages' token, from [web] auth_token_env
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """`[providers.NAME]` of a target's provider; an endpoint's target (`DeepInfra/fp8`)
@@ -311,6 +314,7 @@ def parse_config(
             parse_headers(otel_headers.reveal())
         except ValueError as exc:
             problems.append(f"otel.headers_env: {exc}")
+    web_token = secret(raw.web.auth_token_env, "web.auth_token_env")
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -335,6 +339,8 @@ def parse_config(
         otel=raw.otel,
         otel_headers=otel_headers,
         catalogue=raw.catalogue,
+        web=raw.web,
+        web_token=web_token,
     )
 
 

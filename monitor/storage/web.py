@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.alerts.model import Incident, IncidentKind
+from monitor.alert_model import Incident, IncidentKind
 from monitor.errors import DatabaseError, StoreUnavailable
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.storage.database import require_migrated

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.aggregate import Accounting, uptime_pct
-from monitor.alerts.model import Incident
+from monitor.alert_model import Incident
 from monitor.maintenance import Window
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, hour_of

@@ -14,8 +14,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from monitor.alerts.model import Incident
-from monitor.alerts.views import duration_text
+from monitor.alert_model import Incident
+from monitor.terminal import duration_text
 from monitor.web.history import WINDOWS, Bar, TargetBars
 
 DASH = "–"

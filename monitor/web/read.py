@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from monitor.alerts.model import Incident
+from monitor.alert_model import Incident
 from monitor.maintenance import expand
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups

@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 from dataclasses import dataclass
+
+from monitor.config.checks import exposure_problem as config_exposure
+from monitor.config.checks import is_loopback
+from monitor.config.checks import parse_listen as config_listen
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 
@@ -49,41 +52,14 @@ class Listen:
         return f"http://{host}:{self.port}"
 
 
-def is_loopback(host: str) -> bool:
-    """`localhost` or a loopback address (127.0.0.0/8, ::1); anything else is not."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_listen(text: str) -> Listen:
-    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (loopback); ValueError says what is wrong."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:8787")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{text!r}: port must be 0-65535")
-    return Listen(host or "127.0.0.1", port)
+    """`HOST:PORT` or `[IPv6]:PORT` (`monitor.config.checks.parse_listen`, the one parser)."""
+    return Listen(*config_listen(text))
 
 
 def exposure_problem(listen: Listen, has_token: bool, allow_anonymous: bool) -> str | None:
-    """Why serving on `listen` is refused, or None: an address other than loopback needs a
-    token (auth_token_env) or an explicit allow_anonymous = true."""
-    if listen.loopback or has_token or allow_anonymous:
-        return None
-    return (
-        f"{listen.host} is not a loopback address: set [web] auth_token_env (a bearer token or "
-        "basic-auth password from that environment variable) or allow_anonymous = true"
-    )
+    """Why serving on `listen` is refused (the config's rule), or None."""
+    return config_exposure(listen.host, has_token, allow_anonymous)
 
 
 def authorized(header: str | None, token: str | None) -> bool:
