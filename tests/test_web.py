@@ -1,15 +1,13 @@
 """The live pages' server over a real SQLite database filled through the real store and alert
-evaluator: pages, JSON API (against `provmon status --json`), badges, health, security."""
+evaluator: pages, JSON API, badges, health, security."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,64 +16,22 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monitor.cli import main
-from monitor.clock import utc_now
-from monitor.config import Config
 from monitor.reporting.job import accounting
 from monitor.results import Outcome
 from monitor.stats import percentile
-from monitor.storage.database import make_engine, upgrade
+from monitor.storage.database import make_engine
 from monitor.web.security import CONTENT_SECURITY_POLICY, Listen
 from monitor.web.server import running
 from monitor.web.site import site_from_config
-from tests.webdata import HOSTILE, MODEL, OTHER_MODEL, Written, write_config, write_probes
+from tests.webdata import HOSTILE, MODEL, OTHER_MODEL, Served, get, get_json, serving
 
 TOKEN = "web-test-token-5f1e2d"
-
-
-@dataclass
-class Served:
-    url: str
-    cfg: Config
-    config_path: Path
-    written: Written
-    now: datetime
-
-
-@contextlib.asynccontextmanager
-async def serving(tmp_path: Path, token: str | None = None) -> AsyncIterator[Served]:
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"
-    path, cfg = write_config(tmp_path, db_url)
-    engine = make_engine(db_url)
-    await upgrade(engine)
-    now = utc_now()
-    written = await write_probes(engine, cfg, now)
-    site = site_from_config(cfg, accounting(cfg))
-    try:
-        async with running(engine, site, Listen("127.0.0.1", 0), token=token) as url:
-            yield Served(url, cfg, path, written, now)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     async with serving(tmp_path) as s:
         yield s
-
-
-async def get(url: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
-    async with (
-        aiohttp.ClientSession(trust_env=False) as session,
-        session.get(url, **kwargs) as resp,
-    ):
-        return resp.status, dict(resp.headers), await resp.text()
-
-
-async def get_json(url: str) -> Any:
-    status, _, body = await get(url)
-    assert status == 200, body
-    return json.loads(body)
 
 
 class Tags(HTMLParser):
@@ -189,55 +145,6 @@ async def test_endpoints_numbers_from_the_probes(served: Served) -> None:
     assert alpha["rate_limited_last_30m"] > 0 and alpha["uptime_last_30m"] == 100.0
     other = await get_json(f"{served.url}/api/v1/models/{OTHER_MODEL}/endpoints")
     assert other["data"]["endpoints"][0]["status"] == "down"
-
-
-def test_api_matches_provmon_status_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    async def api() -> tuple[Any, Any, Path]:
-        async with serving(tmp_path) as s:
-            endpoints = {}
-            for model in (MODEL, OTHER_MODEL):
-                url = f"{s.url}/api/v1/models/{model}/endpoints"
-                endpoints[model] = (await get_json(url))["data"]["endpoints"]
-            models = (await get_json(f"{s.url}/api/v1/models"))["data"]
-            return endpoints, models, s.config_path
-
-    endpoints, models, path = asyncio.run(api())
-    capsys.readouterr()
-    assert main(["status", "--json", "-c", str(path)]) == 0
-    status = json.loads(capsys.readouterr().out)
-    targets = {(t["model"], t["provider"], t["route"]): t for t in status["targets"]}
-    compared = 0
-    for model, eps in endpoints.items():
-        for ep in eps:
-            t = targets[(model, ep["provider_name"], ep["route"])]
-            w = t["windows"]
-            assert ep["status"] == t["state"]
-            assert ep["uptime_last_5m"] == w["5m"]["uptime_pct"]
-            assert ep["uptime_last_30m"] == w["30m"]["uptime_pct"]
-            assert ep["uptime_last_1d"] == w["1d"]["uptime_pct"]
-            assert (ep["latency_last_30m"] or {}).get("p50") == w["30m"]["ttft_p50_ms"]
-            assert (ep["throughput_last_30m"] or {}).get("p50") == w["30m"]["e2e_p50_tps"]
-            decode = ep["decode_throughput_last_30m"] or {}
-            assert decode.get("p50") == w["30m"]["decode_p50_tps"]
-            assert ep["probes_last_30m"] == w["30m"]["probes"]
-            assert ep["probes_last_1d"] == w["1d"]["probes"]
-            assert ep["rate_limited_last_30m"] == w["30m"]["rate_limited"]
-            assert ep["last_outcome"] == t["last_outcome"]
-            assert datetime.fromisoformat(ep["last_probe_at"]) == datetime.fromisoformat(
-                t["last_probe_at"]
-            )
-            compared += 1
-    assert compared == len(status["targets"]) == 4
-    for row in models:
-        summary = status["models"][row["id"]]
-        assert row["targets"] == summary["targets"]
-        assert row["down"] == summary["down"]
-        assert row["best_uptime_last_1d"] == summary["1d"]["best_uptime_pct"]
-        assert row["best_ttft_p50_ms_last_1d"] == summary["1d"]["best_ttft_p50_ms"]
-        assert row["probes_last_1d"] == summary["1d"]["probes"]
-    assert [r["id"] for r in models] == [MODEL, OTHER_MODEL]
 
 
 async def test_hostile_provider_names_are_escaped_everywhere(served: Served) -> None:
@@ -385,6 +292,14 @@ async def test_index_and_badges(served: Served) -> None:
     assert f"{ep['latency_last_30m']['p50']:.0f} ms" in svg
     assert (await get(f"{served.url}/badge/{MODEL}/Nobody.svg"))[0] == 404
     assert (await get(f"{served.url}/models/no/such-model"))[0] == 404
+
+
+async def test_answers_are_reused_for_a_second(served: Served) -> None:
+    url = f"{served.url}/api/v1/models"
+    first = await asyncio.gather(*(get_json(url) for _ in range(5)))
+    assert len({doc["generated_at"] for doc in first}) == 1  # one computation for all five
+    await asyncio.sleep(1.1)
+    assert (await get_json(url))["generated_at"] != first[0]["generated_at"]
 
 
 async def test_health_and_readiness(served: Served, tmp_path: Path) -> None:

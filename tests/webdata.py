@@ -1,19 +1,31 @@
 """Data for the web tests: probes of a few targets written through the real store, with the
-real alert evaluator run after every round (so states and incidents are the daemon's)."""
+real alert evaluator run after every round (so states and incidents are the daemon's); and
+the server over them, with small HTTP helpers."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from monitor.alerts.evaluator import Evaluator
+from monitor.clock import utc_now
 from monitor.config import Config, load_config
+from monitor.reporting.job import accounting
 from monitor.results import Outcome, ProbeResult
 from monitor.storage.alerts import AlertStore
-from monitor.storage.database import Engine
+from monitor.storage.database import Engine, make_engine, upgrade
 from monitor.storage.store import Store
+from monitor.web.security import Listen
+from monitor.web.server import running
+from monitor.web.site import site_from_config
 from tests.factories import result
 
 MODEL = "acme/model-1"
@@ -127,3 +139,42 @@ async def write_probes(engine: Engine, cfg: Config, now: datetime) -> Written:
         clock[0] = at + timedelta(seconds=2)
         await evaluator.evaluate()
     return Written(probes, rounds)
+
+
+@dataclass
+class Served:
+    url: str
+    cfg: Config
+    config_path: Path
+    written: Written
+    now: datetime
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, token: str | None = None) -> AsyncIterator[Served]:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'web.db'}"
+    path, cfg = write_config(tmp_path, db_url)
+    engine = make_engine(db_url)
+    await upgrade(engine)
+    now = utc_now()
+    written = await write_probes(engine, cfg, now)
+    site = site_from_config(cfg, accounting(cfg))
+    try:
+        async with running(engine, site, Listen("127.0.0.1", 0), token=token) as url:
+            yield Served(url, cfg, path, written, now)
+    finally:
+        await engine.dispose()
+
+
+async def get(url: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.get(url, **kwargs) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.text()
+
+
+async def get_json(url: str) -> Any:
+    status, _, body = await get(url)
+    assert status == 200, body
+    return json.loads(body)

@@ -103,12 +103,16 @@ class SettledCache:
         self._running[key] = task
         return task
 
-    async def close(self) -> None:
-        """Cancel refreshes in flight (the server is stopping)."""
+    async def close(self, wait_s: float = 5.0) -> None:
+        """The server is stopping: let refreshes in flight finish (one query each; cancelled
+        mid-query, a database connection may be left unclosed), cancel those that take
+        longer than `wait_s`."""
         tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=wait_s)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._running.clear()

@@ -9,13 +9,15 @@ parts are read, and the answer is the same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+from monitor.aggregate import Accounting
 from monitor.alert_model import Incident
-from monitor.maintenance import expand
+from monitor.maintenance import Window, expand
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
 from monitor.scheduler import cron_fire_times
@@ -34,6 +36,7 @@ from monitor.web.cache import SettledCache
 from monitor.web.history import (
     METRICS,
     WINDOWS,
+    Hourly,
     Points,
     Tally,
     TargetBars,
@@ -56,6 +59,23 @@ SETTLE = timedelta(minutes=5)
 """An hour's rollups (or a raw bucket) count as settled this long after it ended."""
 
 V = TypeVar("V")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+
+
+@overload
+async def gather_all(a: Awaitable[A], b: Awaitable[B], /) -> tuple[A, B]: ...
+@overload
+async def gather_all(a: Awaitable[A], b: Awaitable[B], c: Awaitable[C], /) -> tuple[A, B, C]: ...
+async def gather_all(*aws: Awaitable[Any]) -> tuple[Any, ...]:
+    """Every awaitable run to its end, then the first error, if any: when one query fails,
+    none is left running on a connection the caller is about to give back."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return tuple(results)
 
 
 async def _split(
@@ -96,6 +116,26 @@ async def day_rollups(
 
 
 @dataclass(frozen=True, slots=True)
+class SettledBars:
+    """The settled part of the uptime bars: whole days before `day` as tallies, and the hours
+    since `day` (or the last 26, whichever is more) as hourly counts."""
+
+    day: datetime
+    tallies: dict[TargetKey, dict[datetime, Tally]]
+    hours: dict[TargetKey, dict[datetime, Counter[str]]]
+
+    @classmethod
+    def split(
+        cls, hourly: Hourly, until: datetime, acct: Accounting, windows: Sequence[Window]
+    ) -> SettledBars:
+        day = until.replace(hour=0)
+        keep = min(day, until - timedelta(hours=26))
+        before = {k: {h: c for h, c in hs.items() if h < day} for k, hs in hourly.items()}
+        hours = {k: {h: c for h, c in hs.items() if h >= keep} for k, hs in hourly.items()}
+        return cls(day, day_tallies(before, acct, windows), hours)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelLive:
     """A model's statuses (`provmon status`'s windows) and its raw probes of 30 minutes."""
 
@@ -110,7 +150,7 @@ class ModelLive:
 async def model_live(
     engine: Engine, site: Site, model: str, now: datetime, cache: SettledCache | None = None
 ) -> ModelLive:
-    recent, day, states = await asyncio.gather(
+    recent, day, states = await gather_all(
         recent_samples(engine, now - timedelta(minutes=30), now + CLOCK_SKEW, model),
         day_rollups(engine, now, model, DAY_METRICS, cache),
         target_states(engine),
@@ -124,7 +164,7 @@ async def models_index(
     engine: Engine, site: Site, now: datetime, cache: SettledCache | None = None
 ) -> list[dict[str, Any]]:
     """Every model configured or with probes in the last day, as `/api/v1/models` rows."""
-    day, states, open_counts = await asyncio.gather(
+    day, states, open_counts = await gather_all(
         day_rollups(engine, now, None, INDEX_METRICS, cache),
         target_states(engine),
         open_incident_counts(engine),
@@ -149,19 +189,19 @@ async def model_uptime(
     first_day = this_hour.replace(hour=0) - timedelta(days=days - 1)
     windows = expand(site.maintenance, first_day, now, cron_fire_times)
 
-    async def settled(a: datetime, b: datetime) -> dict[TargetKey, dict[datetime, Tally]]:
-        return day_tallies(await hourly_outcomes(engine, a, b, model), site.accounting, windows)
+    async def settled(a: datetime, b: datetime) -> SettledBars:
+        hourly = await hourly_outcomes(engine, a, b, model)
+        return SettledBars.split(hourly, b, site.accounting, windows)
 
-    async def history() -> tuple[datetime, dict[TargetKey, dict[datetime, Tally]]]:
-        cutoff = hour_of(now - SETTLE).replace(hour=0)
-        return await _split(cache, ("days", model, days), first_day, cutoff, settled)
+    async def history() -> tuple[datetime, SettledBars]:
+        cutoff = hour_of(now - SETTLE)
+        return await _split(cache, ("bars", model, days), first_day, cutoff, settled)
 
-    (until, tallies), incidents = await asyncio.gather(
-        history(), incidents_since(engine, first_day, model)
-    )
-    recent = await hourly_outcomes(
-        engine, min(until, this_hour - timedelta(hours=23)), now + CLOCK_SKEW, model
-    )
+    (until, old), incidents = await gather_all(history(), incidents_since(engine, first_day, model))
+    tail = await hourly_outcomes(engine, until, now + CLOCK_SKEW, model)
+    recent = {k: dict(old.hours.get(k, {})) | tail.get(k, {}) for k in set(old.hours) | set(tail)}
+    tallies = old.tallies
+    until = old.day
     keys = model_keys(model, site, (), ())
     keys += sorted((set(tallies) | set(recent)) - set(keys))
     bars = uptime_bars(

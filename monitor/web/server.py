@@ -44,6 +44,83 @@ class WebContext:
     token: str | None
     cache: SettledCache | None
     now: Callable[[], datetime] = utc_now
+    memo: ResponseMemo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    at: float
+    status: int
+    content_type: str
+    charset: str | None
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+
+class ResponseMemo:
+    """The last answer to each page and API URL, reused for `ttl_s`: many viewers (a browser
+    refreshing, scripts polling) cost one computation per URL and interval, and requests for
+    the same URL while it is being computed wait for that one computation."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 256) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._made: dict[str, _Made] = {}
+        self._pending: dict[str, asyncio.Future[_Made | None]] = {}
+
+    @staticmethod
+    def _response(m: _Made) -> web.Response:
+        return web.Response(
+            body=m.body,
+            status=m.status,
+            content_type=m.content_type,
+            charset=m.charset,
+            headers=dict(m.headers),
+        )
+
+    async def get(self, key: str, make: Handler, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        made = self._made.get(key)
+        if made is not None and loop.time() - made.at < self.ttl_s:
+            return self._response(made)
+        pending = self._pending.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return self._response(shared)
+        future: asyncio.Future[_Made | None] = loop.create_future()
+        self._pending[key] = future
+        kept: _Made | None = None
+        try:
+            response = await make(request)
+            if isinstance(response, web.Response) and response.status == 200:
+                assert response.body is None or isinstance(response.body, bytes)
+                kept = _Made(
+                    loop.time(),
+                    response.status,
+                    response.content_type,
+                    response.charset,
+                    response.body or b"",
+                    (("Cache-Control", response.headers.get("Cache-Control", "no-store")),),
+                )
+                self._made.pop(key, None)
+                self._made[key] = kept
+                while len(self._made) > self.max_entries:
+                    del self._made[next(iter(self._made))]
+            return response
+        finally:
+            self._pending.pop(key, None)
+            future.set_result(kept)
+
+
+@web.middleware
+async def memoized(request: web.Request, handler: Handler) -> web.StreamResponse:
+    memo = request.app[CONTEXT].memo
+    if memo is None or request.method not in ("GET", "HEAD") or request.path in OPEN_PATHS:
+        return await handler(request)
+    if request.path.startswith("/static/"):
+        return await handler(request)
+    return await memo.get(request.path_qs, handler, request)
 
 
 CONTEXT = web.AppKey("context", WebContext)
@@ -123,7 +200,7 @@ async def api_models(request: web.Request) -> web.StreamResponse:
 async def model_page(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     model, now = _model(request), ctx.now()
-    live, (bars, incidents) = await asyncio.gather(
+    live, (bars, incidents) = await read.gather_all(
         read.model_live(ctx.engine, ctx.site, model, now, ctx.cache),
         read.model_uptime(ctx.engine, ctx.site, model, now, cache=ctx.cache),
     )
@@ -262,11 +339,14 @@ def make_app(
     token: str | None = None,
     now: Callable[[], datetime] = utc_now,
     cache: SettledCache | None = None,
+    memo_s: float = 0.0,
 ) -> web.Application:
-    """The application; `cache` keeps settled history between requests (`running` gives it
-    one; without, every request reads all it shows)."""
-    app = web.Application(middlewares=[guard])
-    app[CONTEXT] = WebContext(engine, site, token, cache, now)
+    """The application. `cache` keeps settled history between requests; `memo_s` > 0 reuses
+    each URL's answer that long (`running` does both; without, every request reads and
+    computes all it shows)."""
+    app = web.Application(middlewares=[guard, memoized])
+    memo = ResponseMemo(memo_s) if memo_s > 0 else None
+    app[CONTEXT] = WebContext(engine, site, token, cache, now, memo)
 
     async def close_cache(app: web.Application) -> None:
         if cache is not None:
@@ -291,12 +371,21 @@ def make_app(
     return app
 
 
+MEMO_S = 1.0
+"""How long an answer is reused: well under the pages' refresh interval."""
+
+
 @contextlib.asynccontextmanager
 async def running(
-    engine: Engine, site: Site, listen: Listen, *, token: str | None = None
+    engine: Engine,
+    site: Site,
+    listen: Listen,
+    *,
+    token: str | None = None,
+    memo_s: float = MEMO_S,
 ) -> AsyncIterator[str]:
     """Serve on `listen` (port 0: any free one) until the block ends; yields the base URL."""
-    app = make_app(engine, site, token=token, cache=SettledCache())
+    app = make_app(engine, site, token=token, cache=SettledCache(), memo_s=memo_s)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
