@@ -20,14 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monitor.alerts.evaluator import Evaluator
-from monitor.config import Config, parse_config
+from monitor.demo import demo_config
 from monitor.reporting.job import accounting
-from monitor.runtime import make_prober
-from monitor.simulator import DEMO_MODEL, Farm, Simulator, demo_farm, run_simulator
-from monitor.storage.alerts import AlertStore
-from monitor.storage.database import make_engine, upgrade
-from monitor.storage.store import Store
+from monitor.runtime import build_daemon
+from monitor.simulator import DEMO_MODEL, Farm, demo_farm, run_simulator
+from monitor.storage.database import connected, make_engine, upgrade
 from monitor.web.security import Listen
 from monitor.web.server import running
 from monitor.web.site import site_from_config
@@ -57,44 +54,11 @@ def _require_browser() -> None:
 
 
 def farm() -> Farm:
+    """The demo's market (five endpoints of four providers) and one provider whose name is an
+    injection attempt."""
     base = demo_farm(seed=4, outage_start_s=3.0, outage_duration_s=5.0)
     hostile = dataclasses.replace(base.profiles[0], name=HOSTILE, slug="hostile")
-    return Farm((*base.profiles, hostile), seed=4)
-
-
-def config(sim: Simulator, db_url: str) -> Config:
-    targets: list[dict[str, Any]] = [
-        {
-            "route": "direct",
-            "model": DEMO_MODEL,
-            "provider": p.name,
-            "base_url": sim.direct_base_url(p.slug),
-            "context_length": p.context_length,
-            "input_price_per_mtok": p.input_usd_per_mtok,
-            "output_price_per_mtok": p.output_usd_per_mtok,
-            "workloads": ["tiny"],
-        }
-        for p in sim.farm.profiles
-    ]
-    targets.append(
-        {
-            "route": "openrouter",
-            "model": DEMO_MODEL,
-            "providers": [p.name for p in sim.farm.profiles[:4]],
-            "workloads": ["tiny"],
-        }
-    )
-    doc = {
-        "vantage": "browser-test",
-        "timeouts": {"connect_s": 2, "first_token_s": 4, "idle_s": 2, "total_s": 8},
-        "workloads": {"tiny": {"input_tokens": 20, "max_tokens": 12}},
-        "openrouter": {"base_url": sim.openrouter_base_url, "api_key_env": None},
-        "database": {"url": db_url},
-        "schedule": {"interval_s": 5, "jitter_s": 0},
-        "alerts": {"failure_threshold": 2},
-        "targets": targets,
-    }
-    return parse_config(doc, {})
+    return Farm((*base.profiles, hostile), seed=4, api_key=base.api_key)
 
 
 @dataclasses.dataclass
@@ -105,24 +69,31 @@ class Page:
 
 @pytest.fixture
 async def measured(tmp_path: Path) -> AsyncIterator[Page]:
+    """ROUNDS rounds of the demo's targets by the daemon build (burst mode: alerting and the
+    writer as `provmon run` has them), one reading of OpenRouter's listing, then the server."""
     _require_browser()
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}"
-    engine = make_engine(db_url)
-    await upgrade(engine)
-    async with run_simulator(farm()) as sim, aiohttp.ClientSession(trust_env=False) as session:
-        cfg = config(sim, db_url)
-        prober = make_prober(session, cfg)
-        store = Store(engine)
-        evaluator = Evaluator(cfg, AlertStore(engine))
-        workload = cfg.workloads["tiny"]
-        for i in range(ROUNDS):
-            results = await asyncio.gather(*(prober.probe(t, workload) for t in cfg.targets))
-            await store.insert_probes([(f"b{i:03d}{n:028d}", r) for n, r in enumerate(results)])
-            await evaluator.evaluate()
+    async with run_simulator(farm()) as sim:
+        cfg = demo_config(
+            sim,
+            sim.farm,
+            db_path=tmp_path / "browser.db",
+            interval_s=5,
+            reports_dir=tmp_path / "reports",
+        )
+        async with connected(cfg.database_url.reveal(), migrated=False) as engine:
+            await upgrade(engine)
+        async with build_daemon(cfg) as daemon:
+            await daemon.start(burst=True)
+            for _ in range(ROUNDS):
+                await daemon.run_round()
+            await daemon.catalogue.poll()
+        engine = make_engine(cfg.database_url.reveal())
         site = site_from_config(cfg, accounting(cfg), refresh_s=2)
-        async with running(engine, site, Listen("127.0.0.1", 0)) as url:
-            yield Page(f"{url}/models/{DEMO_MODEL}", f"{url}/api/v1/models/{DEMO_MODEL}")
-    await engine.dispose()
+        try:
+            async with running(engine, site, Listen("127.0.0.1", 0)) as url:
+                yield Page(f"{url}/models/{DEMO_MODEL}", f"{url}/api/v1/models/{DEMO_MODEL}")
+        finally:
+            await engine.dispose()
 
 
 async def until(page: Any, expression: str, timeout_s: float = 10.0) -> None:
@@ -171,7 +142,7 @@ async def test_model_page_in_chromium(measured: Page, tmp_path: Path) -> None:
                 "Incidents",
             ]
             eps = await endpoints(measured.api)
-            assert len(eps) == 9
+            assert len(eps) == 12  # six endpoints, each probed directly and through the front
             body = page.locator("#providers-body tr")
             assert await body.count() == len(eps)
             for i, ep in enumerate(eps):
@@ -189,7 +160,9 @@ async def test_model_page_in_chromium(measured: Page, tmp_path: Path) -> None:
                 assert await fig.locator("svg path.line").count() > 0
                 d = await fig.locator("svg path.line").first.get_attribute("d")
                 assert d is not None and "L" in d
-            assert await page.locator("#uptime-body svg.bars rect").count() == 9 * (24 + 30)
+            assert await page.locator("#uptime-body svg.bars rect").count() == 12 * (24 + 30)
+            turbo = body.filter(has_text="Swiftly/turbo").filter(has_text="openrouter")
+            assert "swiftly/turbo / fp8" in await turbo.inner_text()  # from OpenRouter's listing
             # the percentile switch redraws; the live refresh updates the stamp within 10 s
             await page.locator('button[data-pct="p90"]').click()
             assert (

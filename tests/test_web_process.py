@@ -28,7 +28,7 @@ from tests.webdata import MODEL, write_config, write_probes
 def test_web_config_guards_other_addresses() -> None:
     with pytest.raises(ConfigError, match=r"web: 0\.0\.0\.0 is not a loopback address"):
         parse_config({"web": {"listen": "0.0.0.0:8787"}}, {})
-    with pytest.raises(ConfigError, match=r"web: listen 'here': expected HOST:PORT"):
+    with pytest.raises(ConfigError, match=r"web: 'here' is not HOST:PORT"):
         parse_config({"web": {"listen": "here"}}, {})
     with pytest.raises(ConfigError, match=r"web.auth_token_env: environment variable WEB_T"):
         parse_config({"web": {"listen": "0.0.0.0:1", "auth_token_env": "WEB_T"}}, {})

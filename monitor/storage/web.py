@@ -12,11 +12,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.alert_model import Incident, IncidentKind
+from monitor.catalogue.listing import Endpoint
 from monitor.errors import DatabaseError, StoreUnavailable
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.storage.database import require_migrated
 from monitor.storage.reports import alert_states
-from monitor.storage.schema import IncidentRow, ProbeRow, RollupRow, TargetRow
+from monitor.storage.schema import (
+    CatalogueSnapshotRow,
+    IncidentRow,
+    ProbeRow,
+    RollupRow,
+    TargetRow,
+)
 
 OUTCOMES = tuple(o.value for o in Outcome)
 
@@ -178,6 +185,28 @@ async def open_incident_counts(engine: AsyncEngine) -> dict[str, int]:
             return {str(m): int(n) for m, n in (await conn.execute(query)).all()}
     except (SQLAlchemyError, OSError) as exc:
         raise StoreUnavailable(str(exc)) from exc
+
+
+async def latest_listing(
+    engine: AsyncEngine, model: str, since: datetime
+) -> tuple[datetime, list[Endpoint]] | None:
+    """The model's latest catalogue snapshot observed since `since`: when, and its
+    endpoints (what OpenRouter lists and publishes of each); None without one."""
+    query = (
+        select(CatalogueSnapshotRow.observed_at, CatalogueSnapshotRow.endpoints)
+        .where(CatalogueSnapshotRow.model == model, CatalogueSnapshotRow.observed_at >= since)
+        .order_by(CatalogueSnapshotRow.observed_at.desc())
+        .limit(1)
+    )
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    if row is None:
+        return None
+    found = [Endpoint.from_json(e) for e in row.endpoints or () if isinstance(e, dict)]
+    return row.observed_at, found
 
 
 async def target_states(engine: AsyncEngine) -> dict[TargetKey, dict[str, str]]:

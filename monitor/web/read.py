@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 from monitor.aggregate import Accounting
 from monitor.alert_model import Incident
+from monitor.catalogue.listing import Endpoint
 from monitor.maintenance import Window, expand
 from monitor.results import ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, hour_of, merge_rollups
@@ -28,6 +29,7 @@ from monitor.storage.web import (
     first_probe_at,
     hourly_outcomes,
     incidents_since,
+    latest_listing,
     open_incident_counts,
     recent_samples,
     target_states,
@@ -135,29 +137,37 @@ class SettledBars:
         return cls(day, day_tallies(before, acct, windows), hours)
 
 
+LISTING_MAX_AGE = timedelta(days=2)
+"""OpenRouter's listing of a model is used while at most this old."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLive:
-    """A model's statuses (`provmon status`'s windows) and its raw probes of 30 minutes."""
+    """A model's statuses (`provmon status`'s windows), its raw probes of 30 minutes and
+    OpenRouter's latest listing of it (when the catalogue watch has read one)."""
 
     model: str
     statuses: list[TargetStatus]
     recent: list[ProbeResult]
+    listing: tuple[datetime, list[Endpoint]] | None = None
 
     def endpoints(self, site: Site, now: datetime) -> dict[str, Any]:
-        return endpoints_doc(self.model, self.statuses, site, self.recent, now)
+        return endpoints_doc(self.model, self.statuses, site, self.recent, now, self.listing)
 
 
 async def model_live(
     engine: Engine, site: Site, model: str, now: datetime, cache: SettledCache | None = None
 ) -> ModelLive:
-    recent, day, states = await gather_all(
-        recent_samples(engine, now - timedelta(minutes=30), now + CLOCK_SKEW, model),
-        day_rollups(engine, now, model, DAY_METRICS, cache),
-        target_states(engine),
+    (recent, day), (states, listing) = await gather_all(
+        gather_all(
+            recent_samples(engine, now - timedelta(minutes=30), now + CLOCK_SKEW, model),
+            day_rollups(engine, now, model, DAY_METRICS, cache),
+        ),
+        gather_all(target_states(engine), latest_listing(engine, model, now - LISTING_MAX_AGE)),
     )
     keys = model_keys(model, site, recent, day)
     statuses = target_status(keys, recent, day, states, now, site.accounting)
-    return ModelLive(model, statuses, recent)
+    return ModelLive(model, statuses, recent, listing)
 
 
 async def models_index(

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.aggregate import Accounting, uptime_pct
+from monitor.catalogue.listing import Endpoint, Percentiles
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import PERCENTILES, tail_percentile
@@ -61,15 +62,40 @@ def _iso(ts: datetime | None) -> str | None:
     return ts.isoformat() if ts is not None else None
 
 
+def _published(e: Endpoint | None, at: datetime | None) -> dict[str, Any] | None:
+    """What OpenRouter published of the endpoint in its latest listing (its own traffic)."""
+    if e is None or at is None:
+        return None
+
+    def tails(p: Percentiles | None) -> dict[str, float | None] | None:
+        return None if p is None else {"p50": p.p50, "p75": p.p75, "p90": p.p90, "p99": p.p99}
+
+    return {
+        "tag": e.tag,
+        "observed_at": at.isoformat(),
+        "uptime_last_30m": e.uptime_last_30m,
+        "latency_last_30m": tails(e.latency_last_30m),
+        "throughput_last_30m": tails(e.throughput_last_30m),
+    }
+
+
 def endpoint_entry(
-    s: TargetStatus, site: Site, recent: Sequence[ProbeResult], now: datetime
+    s: TargetStatus,
+    site: Site,
+    recent: Sequence[ProbeResult],
+    now: datetime,
+    listing: tuple[datetime, Sequence[Endpoint]] | None = None,
 ) -> dict[str, Any]:
     """One target as an entry of OpenRouter's `endpoints` list (same names where the meaning
     is the same), plus provmon's own fields. `recent`: this target's probes of the last 30
-    minutes (more is fine: the window is cut here, as `provmon status` cuts it)."""
+    minutes (more is fine: the window is cut here, as `provmon status` cuts it); `listing`:
+    OpenRouter's latest listing of the model (when and its endpoints), for the facts the
+    config does not give and OpenRouter's own figures beside provmon's."""
     since = now - timedelta(minutes=30)
     ok = [p for p in recent if p.outcome is Outcome.OK and p.started_at >= since]
     info = site.info_of((s.model, s.provider, s.route))
+    listed = info.listed(listing[1]) if listing else None
+    info = info.with_listing(listed)
     w5, w30, day = s.windows["5m"], s.windows["30m"], s.windows["1d"]
     return {
         "name": f"{s.provider} | {s.model}",
@@ -97,6 +123,7 @@ def endpoint_entry(
         "probes_last_1d": day.probes,
         "last_probe_at": _iso(s.last_probe_at),
         "last_outcome": s.last_outcome,
+        "openrouter_published": _published(listed, listing[0] if listing else None),
     }
 
 
@@ -120,13 +147,14 @@ def endpoints_doc(
     site: Site,
     recent: Sequence[ProbeResult],
     now: datetime,
+    listing: tuple[datetime, Sequence[Endpoint]] | None = None,
 ) -> dict[str, Any]:
     """`GET /api/v1/models/{author}/{slug}/endpoints`."""
     by_target: dict[TargetKey, list[ProbeResult]] = {}
     for r in recent:
         by_target.setdefault(r.target_key, []).append(r)
     endpoints = [
-        endpoint_entry(s, site, by_target.get((s.model, s.provider, s.route), []), now)
+        endpoint_entry(s, site, by_target.get((s.model, s.provider, s.route), []), now, listing)
         for s in statuses
         if s.model == model
     ]
