@@ -162,7 +162,7 @@ async def test_model_page_in_chromium(measured: Page, tmp_path: Path) -> None:
                 assert d is not None and "L" in d
             assert await page.locator("#uptime-body svg.bars rect").count() == 12 * (24 + 30)
             turbo = body.filter(has_text="Swiftly/turbo").filter(has_text="openrouter")
-            assert "swiftly/turbo / fp8" in await turbo.inner_text()  # from OpenRouter's listing
+            assert "swiftly/turbo · fp8" in await turbo.inner_text()  # from OpenRouter's listing
             # the percentile switch redraws; the live refresh updates the stamp within 10 s
             await page.locator('button[data-pct="p90"]').click()
             assert (

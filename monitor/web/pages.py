@@ -150,12 +150,19 @@ PROVIDER_HEADERS = (
 )
 
 
+def endpoint_text(tag: str | None, quantization: str | None) -> str:
+    """`deepinfra/fp8`, or the tag and the quantization when the tag does not name it."""
+    if tag and quantization and not tag.endswith(f"/{quantization}"):
+        return f"{tag} · {quantization}"
+    return tag or quantization or DASH
+
+
 def provider_rows(endpoints: Sequence[dict[str, Any]], now: datetime) -> str:
     if not endpoints:
         return f'<tr><td colspan="{len(PROVIDER_HEADERS)}">No targets.</td></tr>'
     out = []
     for ep in endpoints:
-        tag = " / ".join(x for x in (ep["tag"], ep["quantization"]) if x) or DASH
+        tag = endpoint_text(ep["tag"], ep["quantization"])
         p = ep["pricing"]
         prices = (
             DASH

@@ -43,6 +43,11 @@ class Listen:
     host: str
     port: int
 
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """`HOST:PORT` or `[IPv6]:PORT` (`monitor.config.checks.parse_listen`, the one parser)."""
+        return cls(*config_listen(text))
+
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
@@ -53,8 +58,7 @@ class Listen:
 
 
 def parse_listen(text: str) -> Listen:
-    """`HOST:PORT` or `[IPv6]:PORT` (`monitor.config.checks.parse_listen`, the one parser)."""
-    return Listen(*config_listen(text))
+    return Listen.parse(text)
 
 
 def exposure_problem(listen: Listen, has_token: bool, allow_anonymous: bool) -> str | None:

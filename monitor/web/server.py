@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -322,7 +323,7 @@ async def badge_svg(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return _json({"status": "ok"})
+    return _json({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:

@@ -74,7 +74,8 @@
       }
       for (let i = 0; i <= 4; i++) {
         const t = x0 + ((x1 - x0) * i) / 4;
-        const label = svg("text", { x: X(t), y: height - 8, "text-anchor": "middle", class: "tick" }, root);
+        const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
+        const label = svg("text", { x: X(t), y: height - 8, "text-anchor": anchor, class: "tick" }, root);
         label.textContent = fmtTime(t, long, x1 - x0 < 15 * 60000);
       }
       const gap = doc.bucket_s * 1000 * 2.5;
