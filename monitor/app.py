@@ -49,6 +49,8 @@ from monitor.storage.alerts import AlertStore
 from monitor.storage.catalogue import CatalogueStore
 from monitor.storage.database import connected, head_revision, upgrade
 from monitor.storage.reports import alert_states, rollups_between, status_samples
+from monitor.web.process import WebProcess, serve_until
+from monitor.web.security import Listen, exposure_problem
 
 
 def run(main: Coroutine[Any, Any, int], *, stop_exit_code: int = 130) -> int:
@@ -343,8 +345,8 @@ async def run_daemon(
 ) -> int:
     """`provmon run`: schedule probes, store results, alert, prune; on `stop`, drain and
     flush. Beside it: the metrics endpoint (`metrics_listen` or `[metrics] listen`) and the
-    OpenTelemetry export (`[otel]`), and systemd's notify protocol when `systemd` has a
-    socket."""
+    OpenTelemetry export (`[otel]`), the live pages (`[web] listen`, their own process), and
+    systemd's notify protocol when `systemd` has a socket."""
     if not cfg.targets:
         raise UsageError(f"{cfg.source} has no [[targets]]: nothing to monitor")
     spill = spill_problem(cfg)
@@ -354,8 +356,27 @@ async def run_daemon(
     listen = metrics_listen or (cfg.metrics.address if cfg.metrics else None)
     if listen is not None or cfg.otel is not None:
         sidecars.append(MetricsSidecar(cfg, listen))
+    if cfg.web.listen is not None:  # the live pages, from a process of their own
+        sidecars.append(WebProcess(cfg, Listen.parse(cfg.web.listen)))
     if systemd is not None and systemd.enabled:
         sidecars.append(SystemdSidecar(systemd, stop))  # last: READY=1 once all is up
     async with build_daemon(cfg, sidecars=sidecars) as daemon:
         await daemon.serve(stop)
+    return EXIT_OK
+
+
+async def serve_pages(cfg: Config, listen: Listen, out: TextIO) -> int:
+    """`provmon serve`: the live pages and JSON API over the database until SIGTERM/Ctrl-C."""
+    problem = exposure_problem(listen, cfg.web_token is not None, cfg.web.allow_anonymous)
+    if problem is not None:
+        raise UsageError(f"--listen {problem}")
+
+    def ready(url: str) -> None:
+        out.write(f"serving {url}/ (models) and {url}/api/v1/models; Ctrl-C stops\n")
+        out.flush()
+
+    try:
+        await serve_until(cfg, listen, asyncio.Event(), on_url=ready)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {listen.host}:{listen.port}: {exc.strerror}") from None
     return EXIT_OK

@@ -33,6 +33,7 @@ from monitor.reporting.periods import (
     week_period,
 )
 from monitor.sdnotify import SystemdNotifier
+from monitor.web.security import DEFAULT_LISTEN, Listen
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -134,6 +135,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.listen is not None:
+        listen = Listen(*args.listen)
+    else:
+        listen = Listen.parse(cfg.web.listen or DEFAULT_LISTEN)
+    return app.run(app.serve_pages(cfg, listen, sys.stdout), stop_exit_code=EXIT_OK)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     cfg = _probe_config(args)
     overrides = {key: getattr(args, key) for _, key, _ in PROBE_TIMEOUT_FLAGS}
@@ -175,11 +185,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    listen = None if args.no_serve else Listen(*args.listen)
+
     async def main() -> int:
-        written = await demo.demo(args.duration, args.interval, sys.stdout, workdir=Path(args.dir))
+        written = await demo.demo(
+            args.duration,
+            args.interval,
+            sys.stdout,
+            workdir=Path(args.dir),
+            listen=listen,
+            keep_serving=args.keep_serving,
+        )
         return EXIT_OK if written else EXIT_FAIL
 
-    return app.run(main())
+    return app.run(main(), stop_exit_code=EXIT_OK if args.keep_serving else 130)
 
 
 HANDLERS = {
@@ -193,6 +212,7 @@ HANDLERS = {
     "probe": cmd_probe,
     "report": cmd_report,
     "run": cmd_run,
+    "serve": cmd_serve,
     "simulate": cmd_simulate,
     "status": cmd_status,
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG_PATH
-from monitor.config.sections import parse_listen
+from monitor.config.checks import parse_listen
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -118,7 +118,41 @@ def build_parser(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     p.add_argument(
         "--dir", default=".", help="where provmon-demo.db and reports/ go (default: here)"
     )
+    p.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 8787),
+        metavar="HOST:PORT",
+        help="where the live page is served while it runs (default 127.0.0.1:8787, another "
+        "free port when taken)",
+    )
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="keep the live page up after the report is written, until Ctrl-C",
+    )
+    p.add_argument("--no-serve", action="store_true", help="no live page")
     p.set_defaults(func=handlers["demo"])
+
+    p = sub.add_parser(
+        "serve",
+        help="the live model pages and JSON API over the database (read-only)",
+        description=(
+            "Serves / (every model), /models/AUTHOR/SLUG (providers, performance, uptime, "
+            "incidents), the JSON API under /api/v1/, badges, /healthz and /readyz, until "
+            "Ctrl-C or SIGTERM. Loopback by default; another address needs [web] "
+            "auth_token_env or allow_anonymous = true. `provmon run` serves the same pages "
+            "when [web] listen is set."
+        ),
+    )
+    with_config(p)
+    p.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="where to serve (overrides [web] listen; default 127.0.0.1:8787; port 0: any)",
+    )
+    p.set_defaults(func=handlers["serve"])
 
     p = sub.add_parser(
         "run",

@@ -8,6 +8,7 @@ report under reports/ — all on loopback, all under the directory given (`--dir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,12 +17,15 @@ from monitor.app import status
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
 from monitor.config.checks import endpoint_label
+from monitor.errors import UsageError
 from monitor.reporting.job import make_reports
 from monitor.reporting.periods import span_period
 from monitor.runtime import build_daemon
 from monitor.simulator import DEMO_MODEL, Farm, Simulator, demo_farm, run_simulator
 from monitor.storage.database import connected, upgrade
 from monitor.terminal import Written, demo_intro, demo_progress, demo_results
+from monitor.web.process import WebProcess
+from monitor.web.security import Listen
 
 DEMO_WORKLOAD = {"input_tokens": 60, "max_tokens": 60}
 
@@ -92,6 +96,21 @@ def _fresh_database(workdir: Path) -> Path:
     return db_path
 
 
+async def _live_page(cfg: Config, listen: Listen, out: TextIO) -> WebProcess:
+    """The live page from its own process, as `provmon run` serves it; on another free port
+    when `listen`'s is taken."""
+    web = WebProcess(cfg, listen)
+    try:
+        await web.start()
+    except UsageError as exc:
+        out.write(f"  ({exc}; serving on another port)\n")
+        web = WebProcess(cfg, Listen(listen.host, 0))
+        await web.start()
+    out.write(f"  live page: {web.url}/models/{DEMO_MODEL}\n")
+    out.flush()
+    return web
+
+
 async def demo(
     duration_s: float,
     interval_s: float,
@@ -99,9 +118,12 @@ async def demo(
     *,
     workdir: Path,
     progress_every_s: float = 5.0,
+    listen: Listen | None = None,
+    keep_serving: bool = False,
 ) -> Written:
     """The whole product on the embedded defaults: the simulator (four providers of one model),
-    the daemon probing them into SQLite, a progress display, then a report under reports/.
+    the daemon probing them into SQLite, a progress display, the live page on `listen` while
+    it runs (and after, with `keep_serving`, until cancelled), then a report under reports/.
     Everything it writes goes under `workdir` (created if missing)."""
     farm = demo_farm(
         outage_start_s=duration_s / 3,
@@ -109,7 +131,8 @@ async def demo(
         price_change_s=duration_s / 2,
     )
     db_path = _fresh_database(workdir)
-    async with run_simulator(farm) as sim:
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(run_simulator(farm))
         cfg = demo_config(
             sim, farm, db_path=db_path, interval_s=interval_s, reports_dir=workdir / "reports"
         )
@@ -127,6 +150,9 @@ async def demo(
         out.flush()
         async with connected(cfg.database_url.reveal(), migrated=False) as engine:
             await upgrade(engine)
+        web = await _live_page(cfg, listen, out) if listen is not None else None
+        if web is not None:
+            stack.push_async_callback(web.stop)
         started = utc_now()
         async with build_daemon(cfg) as daemon:
             await daemon.start()
@@ -137,9 +163,13 @@ async def demo(
                 statuses, _ = await status(cfg)
                 out.write(demo_progress(loop.time() - t0, duration_s, statuses))
                 out.flush()
-    period = span_period(started, utc_now())
-    async with connected(cfg.database_url.reveal()) as engine:
-        written = await make_reports(engine, cfg, period, utc_now())
-    out.write(demo_results(written, db_path))
-    out.flush()
+        period = span_period(started, utc_now())
+        async with connected(cfg.database_url.reveal()) as engine:
+            written = await make_reports(engine, cfg, period, utc_now())
+        out.write(demo_results(written, db_path))
+        if web is not None and keep_serving:
+            out.write(f"The live page stays up: {web.url}/models/{DEMO_MODEL} (Ctrl-C stops)\n")
+            out.flush()
+            await asyncio.Event().wait()
+        out.flush()
     return written

@@ -1,8 +1,10 @@
 """Value types and checks for config fields: numbers that are finite, bounded and not booleans;
-URLs that say what to write instead when they are wrong. Pure."""
+URLs that say what to write instead when they are wrong; listen addresses, and whether one is
+loopback. Pure."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -104,3 +106,39 @@ def endpoint_label(provider: str, endpoint: str | None) -> str:
     endpoints of one provider are two targets; a bare slug adds nothing."""
     suffix = (endpoint or "").partition("/")[2]
     return f"{provider}/{suffix}" if suffix else provider
+
+
+LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); port 0 means any free port.
+    Raises ValueError saying what is wrong."""
+    m = LISTEN.match(text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)")
+    port = int(m["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    return m["host"].strip("[]"), port
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1); anything else is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host: str, has_token: bool, allow_anonymous: bool) -> str | None:
+    """Why serving the live pages on `host` is refused, or None: an address other than
+    loopback needs a token (`[web] auth_token_env`) or an explicit `allow_anonymous = true`."""
+    if is_loopback(host) or has_token or allow_anonymous:
+        return None
+    return (
+        f"{host} is not a loopback address: set [web] auth_token_env (a bearer token or "
+        "basic-auth password from that environment variable) or allow_anonymous = true"
+    )

@@ -16,12 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.config.checks import endpoint_label
+from monitor.config.document import ConfigFile
 from monitor.config.sections import (
     DATABASE_DRIVERS,
     AlertSettings,
     CatalogueSettings,
     ChannelSettings,
-    ConfigFile,
     DatabaseSettings,
     DirectTarget,
     EndpointInfo,
@@ -36,6 +36,7 @@ from monitor.config.sections import (
     ScheduleSettings,
     Timeouts,
     UptimeSettings,
+    WebSettings,
 )
 from monitor.config.workloads import DEFAULT_WORKLOADS, Workload
 from monitor.errors import ConfigError
@@ -167,6 +168,8 @@ class Config:
     otel: OtelSettings | None = None
     otel_headers: Secret | None = None
     catalogue: CatalogueSettings = field(default_factory=CatalogueSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    web_token: Secret | None = None  # the live pages' token, from [web] auth_token_env
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """`[providers.NAME]` of a target's provider; an endpoint's target (`DeepInfra/fp8`)
@@ -310,6 +313,7 @@ def parse_config(
             parse_headers(otel_headers.reveal())
         except ValueError as exc:
             problems.append(f"otel.headers_env: {exc}")
+    web_token = secret(raw.web.auth_token_env, "web.auth_token_env")
     if problems:
         raise ConfigError(source, problems)
     return Config(
@@ -334,6 +338,8 @@ def parse_config(
         otel=raw.otel,
         otel_headers=otel_headers,
         catalogue=raw.catalogue,
+        web=raw.web,
+        web_token=web_token,
     )
 
 

@@ -26,9 +26,10 @@ from monitor.config.checks import (
     Usd,
     WaitSeconds,
     count,
+    exposure_problem,
     http_url,
+    parse_listen,
 )
-from monitor.config.workloads import DEFAULT_WORKLOADS, Workload
 from monitor.results import Outcome
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -284,21 +285,6 @@ class ScheduleSettings(Section):
         return self
 
 
-LISTEN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (an IPv6 host in brackets) as (host, port); port 0 means any free port.
-    Raises ValueError saying what is wrong."""
-    m = LISTEN.match(text.strip())
-    if m is None:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)")
-    port = int(m["port"])
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range (0-65535)")
-    return m["host"].strip("[]"), port
-
-
 class MetricsSettings(Section):
     """The Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`); off unless `listen` is set."""
 
@@ -359,34 +345,21 @@ class OpenRouterTarget(_PriceFields):
 TargetEntry = Annotated[DirectTarget | OpenRouterTarget, Field(discriminator="route")]
 
 
-class ConfigFile(Section):
-    """The TOML file as written."""
+class WebSettings(Section):
+    """The live pages and JSON API (`provmon serve`; `provmon run` serves them too, from a
+    process of its own, when `listen` is set). An address other than loopback needs
+    `auth_token_env` (a bearer token or basic-auth password) or `allow_anonymous = true`."""
 
-    vantage: Annotated[str, Field(min_length=1, max_length=64)] = "local"
-    timeouts: Timeouts = Timeouts()
-    probe: ProbeSettings = ProbeSettings()
-    workloads: dict[str, Workload] = {}
-    openrouter: OpenRouterSettings = OpenRouterSettings()
-    providers: dict[str, ProviderLimits] = {}
-    database: DatabaseSettings = DatabaseSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-    uptime: UptimeSettings = UptimeSettings()
-    reports: ReportSettings = ReportSettings()
-    alerts: AlertSettings = AlertSettings()
-    metrics: MetricsSettings | None = None
-    otel: OtelSettings | None = None
-    maintenance: tuple[MaintenanceWindow, ...] = ()
-    catalogue: CatalogueSettings = CatalogueSettings()
-    targets: tuple[TargetEntry, ...] = ()
+    listen: str | None = None
+    auth_token_env: EnvName | None = None
+    allow_anonymous: bool = False
+    refresh_s: Annotated[float, Field(ge=1, le=10)] = 5.0
 
     @model_validator(mode="after")
-    def _workloads_exist(self) -> ConfigFile:
-        known = set(DEFAULT_WORKLOADS) | set(self.workloads)
-        for i, t in enumerate(self.targets):
-            for w in t.workloads:
-                if w not in known:
-                    raise ValueError(
-                        f"targets[{i}].workloads: unknown workload {w!r} "
-                        f"(known: {', '.join(sorted(known))})"
-                    )
+    def _guarded(self) -> WebSettings:
+        if self.listen is not None:
+            host, _ = parse_listen(self.listen)
+            problem = exposure_problem(host, self.auth_token_env is not None, self.allow_anonymous)
+            if problem is not None:
+                raise ValueError(problem)
         return self
