@@ -3,9 +3,10 @@
 A page built from 30 days of rollups takes tens of milliseconds of CPU; in the daemon's event
 loop that time would sit between a provider's bytes arriving and their being stamped. In its
 own process (spawned: a fresh interpreter, no state shared) the pages only share the machine's
-cores and the database with the probes. `WebProcess` is a daemon sidecar: `start` spawns the
-process and returns once it listens (or raises why it cannot), `stop` ends it. The child ends
-itself when its parent goes away, even after a `kill -9`.
+cores and the database with the probes, and at a lower CPU priority (nice +10): on a busy
+machine the probe loop is scheduled first, and pages still come. `WebProcess` is a daemon
+sidecar: `start` spawns the process and returns once it listens (or raises why it cannot),
+`stop` ends it. The child ends itself when its parent goes away, even after a `kill -9`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,6 +26,8 @@ from monitor.web.security import Listen
 
 log = logging.getLogger("monitor.web")
 
+NICE = 10
+"""The web process's CPU priority below the daemon's."""
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
@@ -56,6 +60,8 @@ def _child(conn: Connection, cfg: Config, listen: Listen, level: int) -> None:
     """The web process: serve until SIGTERM, or until the parent is gone (its end of the pipe
     closed: epoll reports the error on ours, which wakes the reader)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     from monitor.logs import setup_logging
 
     setup_logging(level, "text")
