@@ -28,8 +28,8 @@ from monitor.spill import SpillFile, SpillRecord
 from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
-REPLAY_BATCH = 1_000
-REPLAY_SLICE_BYTES = 1024 * 1024  # about 1,000 records: replay memory stays small
+REPLAY_BATCH = 250
+REPLAY_SLICE_BYTES = 256 * 1024  # about 250 records: the replay's peak memory stays small
 T = TypeVar("T")
 
 
