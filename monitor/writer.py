@@ -28,8 +28,8 @@ from monitor.spill import SpillFile, SpillRecord
 from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
-REPLAY_BATCH = 1_000
-REPLAY_SLICE_BYTES = 1024 * 1024  # about 1,000 records: replay memory stays small
+REPLAY_BATCH = 250
+REPLAY_SLICE_BYTES = 256 * 1024  # about 250 records: the replay's peak memory stays small
 T = TypeVar("T")
 
 
@@ -187,7 +187,11 @@ class ProbeWriter:
         """Store `batch` if the database acknowledges it by `ack_by`; else leave the insert
         running (a replay of what it stores is harmless) and say False."""
         task = asyncio.create_task(self._store_batch(batch), name="probe-insert")
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, ack_by - time.monotonic()))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, ack_by - time.monotonic()))
+        except asyncio.CancelledError:
+            task.cancel()  # close() gave up: the batch is in the spill or held for it
+            raise
         if done:
             return task.result()
         self.stats.ack_timeouts += 1
@@ -252,15 +256,18 @@ class ProbeWriter:
         going to the spill, every `flush_interval_s`: durable within ack_s however long it
         takes. The spill keeps their order: the replay reaches them in turn."""
         task = asyncio.ensure_future(aw)
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=self._flush_interval_s)
-            queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
-            if queued:
-                self._current = [(q.pid, q.result) for q in queued]  # close() sees them
-                await self._to_spill(self._current)
-                self._current = []
-            if done:
-                return task.result()
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self._flush_interval_s)
+                queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+                if queued:
+                    self._current = [(q.pid, q.result) for q in queued]  # close() sees them
+                    await self._to_spill(self._current)
+                    self._current = []
+                if done:
+                    return task.result()
+        finally:
+            task.cancel()  # close() gave up on us: no orphan left running
 
     def _mark_down(self) -> None:
         self.stats.db_failures += 1
@@ -346,6 +353,7 @@ class ProbeWriter:
             queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
             left = self._current + self._held + [(q.pid, q.result) for q in queued]
             self._held = []
+            await asyncio.wait({self._task}, timeout=1.0)  # let it unwind (its finally blocks)
             try:
                 await asyncio.to_thread(self._spill.append, left)
                 self.stats.spilled += len(left)

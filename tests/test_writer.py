@@ -195,6 +195,35 @@ async def test_results_submitted_while_a_replay_waits_are_spilled_within_ack_s(
         await engine.dispose()
 
 
+async def test_close_during_a_waiting_replay_is_bounded_and_keeps_everything(
+    pg_db: Db, tmp_path: Path
+) -> None:
+    engine, locker = pg_db.engine(), pg_db.engine()
+    await upgrade(engine)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    left = [(f"{i:032x}", result(started_at=T0)) for i in range(30)]
+    spill.append(left)
+    writer = ProbeWriter(
+        Store(engine), spill, flush_interval_s=0.05, retry_interval_s=0.05, db_timeout_s=30
+    )
+    try:
+        async with locker.connect() as conn:
+            await conn.execute(text("LOCK TABLE probes IN EXCLUSIVE MODE"))
+            writer.start()
+            await asyncio.sleep(0.3)  # replaying, its insert waiting on the lock
+            late = {writer.submit(result()) for _ in range(5)}
+            t0 = asyncio.get_running_loop().time()
+            await writer.close(timeout_s=1.0)
+            assert asyncio.get_running_loop().time() - t0 < 2.0
+            assert spilled_ids(spill) == {pid for pid, _ in left} | late
+            ours = [t for t in asyncio.all_tasks() if t.get_name().startswith("probe-")]
+            assert all(t.done() or t.cancelling() for t in ours)  # no orphan left running
+            await conn.rollback()
+    finally:
+        await locker.dispose()
+        await engine.dispose()
+
+
 def test_spill_is_read_in_slices_from_an_offset(tmp_path: Path) -> None:
     spill = SpillFile(tmp_path / "s.jsonl")
     records = [(f"{i:032x}", result(error_message="x" * 300)) for i in range(4000)]

@@ -201,11 +201,15 @@ class Store:
             async with self.engine.begin() as conn:
                 ids = await self._ids(conn, {r.target_key for _, r in records})
                 by_id = {pid: r for pid, r in records}
-                rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
                 if self._dialect == "postgresql":
-                    columns = {f"a_{name}": [row[name] for row in rows] for name in ROW_COLUMNS}
+                    columns: dict[str, list[Any]] = {f"a_{name}": [] for name in ROW_COLUMNS}
+                    for pid, r in by_id.items():  # column-wise: no dict per row kept
+                        row = probe_row(pid, ids[r.target_key], r)
+                        for name in ROW_COLUMNS:
+                            columns[f"a_{name}"].append(row[name])
                     result = await conn.execute(PG_PROBE_INSERT, columns)
                 else:
+                    rows = [probe_row(pid, ids[r.target_key], r) for pid, r in by_id.items()]
                     ins = (
                         sqlite.insert(PROBES)
                         .on_conflict_do_nothing(index_elements=["id"])
