@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.probing.chunks import DONE, Chunk, Malformed, StreamError, Usage, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
@@ -266,3 +268,30 @@ def test_buffered_stream_split_over_two_reads_still_has_no_decode_speed() -> Non
     r = measure(m, 2001 * MS, prompt_tokens=None, prices=None)
     assert r.buffered is True
     assert r.decode_tps is None
+
+
+def _cut_point_by_full_scan(text: str, limit: int, start: int = 0) -> int:
+    """cut_point's definition: the last match of the safe-cut pattern in the whole window."""
+    from monitor.probing.tokens import _CUT, CUT_WINDOW, FORCED_CUT_CHARS
+
+    last = None
+    for m in _CUT.finditer(text, max(start + 1, limit - CUT_WINDOW), limit):
+        last = m.start()
+    return last if last else min(limit, start + FORCED_CUT_CHARS)
+
+
+@given(
+    st.lists(st.sampled_from(["a", "Z", " ", "\n", "1", "_", "é", "\t", "x" * 40, " " * 70])).map(
+        "".join
+    ),
+    st.integers(0, 2000),
+    st.integers(0, 2000),
+)
+def test_cut_point_looking_near_first_finds_the_last_safe_place(
+    text: str, limit: int, start: int
+) -> None:
+    from monitor.probing.tokens import cut_point
+
+    limit = min(limit, len(text) + 2)
+    start = min(start, limit)
+    assert cut_point(text, limit, start) == _cut_point_by_full_scan(text, limit, start)

@@ -1,12 +1,13 @@
 """The probe client: one streamed chat completion on aiohttp, timed as bytes arrive.
 
-This is the I/O seam. It stamps `perf_counter_ns` on each read the moment it returns and hands
-the bytes to the pure decoder (`body`), parser (`sse`, `chunks`) and meter (`metrics`);
-`classify` names the outcome. A provider's fault always ends as a `ProbeResult`, never as an
-exception. Fairness: each read takes at most `READ_BYTES`, a read that may have left more
-buffered is followed by a yield to the event loop, and deadlines are checked on every pass, so
-no stream (a gzip bomb, 1 MiB events, a never-ending fast stream) can starve the others or
-outlive its own total deadline.
+This is the I/O seam. Each read of the body takes its time from the connection's
+`StampingHandler`: when the bytes reached the machine (the kernel's receive stamp on Linux),
+not when this loop got to them. It hands the bytes to the pure decoder (`body`), parser
+(`sse`, `chunks`) and meter (`metrics`); `classify` names the outcome. A provider's fault
+always ends as a `ProbeResult`, never as an exception. Fairness: each read takes at most
+`READ_BYTES`, a read that may have left more buffered is followed by a yield to the event
+loop, and deadlines are checked on every pass, so no stream (a gzip bomb, 1 MiB events, a
+never-ending fast stream) can starve the others or outlive its own total deadline.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from monitor.probing.openrouter_errors import http_error_kind
 from monitor.probing.phases import Phases
 from monitor.probing.prompts import build_body, new_nonce
 from monitor.probing.quality import Capture
-from monitor.probing.session import is_traced, tracing
+from monitor.probing.rxstamp import arrival
+from monitor.probing.session import StampingHandler, is_traced, tracing
 from monitor.probing.sse import SSEError, SSEEvent, SSEItem, SSEParser
 from monitor.probing.throttle import Gates
 from monitor.probing.tokens import TokenCounter, TokenTally, counter_from_file, default_counter
@@ -241,6 +243,8 @@ class Prober:
         received = decoded = 0
         body_head = bytearray()
         reader = resp.content
+        proto = resp.connection.protocol if resp.connection is not None else None
+        feeds = proto.feeds if isinstance(proto, StampingHandler) else None
         try:
             decoder = BodyDecoder(resp.headers.get("Content-Encoding"))
         except EncodingError as exc:
@@ -253,9 +257,15 @@ class Prober:
                 break
             data = b""
             if not decoder.pending:  # decode what is already here before reading more
+                want = READ_BYTES
+                if feeds:
+                    while feeds and feeds[0][0] <= received:
+                        feeds.popleft()
+                    if feeds:  # read what one socket read brought, so it has one time
+                        want = min(READ_BYTES, feeds[0][0] - received)
                 try:
                     async with asyncio.timeout_at(deadline):
-                        data = await reader.read(READ_BYTES)
+                        data = await reader.read(want)
                 except TimeoutError:
                     r.timed_out(deadline)
                     break
@@ -265,7 +275,9 @@ class Prober:
                     break
                 received += len(data)
                 r.slice_ns = time.perf_counter_ns()
-            t = time.perf_counter_ns()
+                stamp = arrival(feeds, received, r.slice_ns) if data else r.slice_ns
+                r.arrived_ns = max(stamp, meter.t0_ns)  # bytes sent before the request: not earlier
+            t = r.arrived_ns
             try:
                 if data or decoder.pending:
                     decoder.push(data)
@@ -343,6 +355,7 @@ class _Reading:
     events: int = 0
     last_data: float = 0.0
     slice_ns: int = 0
+    arrived_ns: int = 0
 
     @property
     def idle_deadline(self) -> float:
@@ -385,9 +398,3 @@ class _Reading:
                 self.ending = Ending.MALFORMED
                 return item.reason
         return None
-
-
-def _timeout_kind(deadline: float, total_deadline: float, meter: StreamMeter) -> str:
-    if deadline >= total_deadline:
-        return "timeout.total"
-    return "timeout.ttft" if meter.first_token_ns is None else "timeout.idle"

@@ -9,17 +9,25 @@ which a context variable names). Each stamp is `perf_counter_ns` into the reques
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import contextvars
+import functools
+import socket
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.client_proto import ResponseHandler
 
 from monitor.probing.phases import Phases
+from monitor.probing.rxstamp import StampedSocket, stamped_socket
 
 USER_AGENT = "provmon/0.1 (+https://github.com/provmon/provmon)"
 _TLS_PHASES: contextvars.ContextVar[Phases | None] = contextvars.ContextVar(
@@ -108,6 +116,54 @@ class PhaseTrace(aiohttp.TraceConfig):
         self.on_request_end.append(_headers)
 
 
+class StampingHandler(ResponseHandler):
+    """aiohttp's protocol for one connection, noting when each piece of a response body
+    reached the machine: `feeds` holds (body bytes received so far, its arrival as
+    perf_counter_ns) for every socket read that added body bytes. The arrival is the kernel's
+    receive stamp when the socket is a `StampedSocket`, else the time of the read. The probe's
+    reader takes its times from here, so a busy event loop delays its work, not its stamps."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sockets: _Sockets) -> None:
+        super().__init__(loop)
+        self.feeds: collections.deque[tuple[int, int]] = collections.deque()
+        self._sockets = sockets
+        self._sock: StampedSocket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        raw = transport.get_extra_info("socket")
+        if raw is not None:
+            self._sock = self._sockets.pop(raw.fileno(), None)
+
+    def data_received(self, data: bytes) -> None:
+        sock = self._sock
+        t = sock.rx_ns if sock is not None and sock.rx_ns else time.perf_counter_ns()
+        before = self._payload
+        super().data_received(data)
+        payload = self._payload or before
+        if payload is not None and (not self.feeds or payload.total_bytes > self.feeds[-1][0]):
+            self.feeds.append((payload.total_bytes, t))
+
+
+_Sockets = weakref.WeakValueDictionary[int, StampedSocket]
+
+
+class StampingConnector(aiohttp.TCPConnector):
+    """A TCPConnector whose sockets keep kernel receive stamps and whose connections are
+    `StampingHandler`s (each finds its socket by file descriptor)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._stamped: _Sockets = weakref.WeakValueDictionary()
+        super().__init__(socket_factory=self._new_socket, **kwargs)
+        factory = functools.partial(StampingHandler, loop=self._loop, sockets=self._stamped)
+        self._factory = factory  # type: ignore[assignment]
+
+    def _new_socket(self, addr_info: AddrInfoType) -> socket.socket:
+        sock = stamped_socket(addr_info)
+        self._stamped[sock.fileno()] = sock
+        return sock
+
+
 def is_traced(session: aiohttp.ClientSession) -> bool:
     """True when `session` stamps phases (it was made by `probe_session`)."""
     return any(isinstance(t, PhaseTrace) for t in session.trace_configs)
@@ -122,7 +178,7 @@ async def probe_session(cafile: str | None = None) -> AsyncIterator[aiohttp.Clie
     connection phases are always there, measured apart from TTFT. `cafile` adds a CA to trust
     (tests with a local TLS server).
     """
-    connector = aiohttp.TCPConnector(
+    connector = StampingConnector(
         limit=0, ttl_dns_cache=300, force_close=True, ssl=timed_ssl_context(cafile)
     )
     async with aiohttp.ClientSession(

@@ -13,8 +13,8 @@ DEFINITIONS = (
     ),
     (
         "TTFT",
-        "request written on the established connection → first streamed token (answer, "
-        "reasoning or tool call)",
+        "request written on the established connection → arrival of the first streamed token "
+        "(answer, reasoning or tool call; the kernel's receive stamp where there is one)",
     ),
     ("TTFA", "request written → first answer token"),
     ("latency", "request written → end of stream"),
