@@ -23,6 +23,7 @@ from monitor.probing.rxstamp import (
     arrival,
     kernel_ns,
     rx_stamps_supported,
+    stamp_keeper,
 )
 from monitor.results import Outcome
 from monitor.runtime import make_prober
@@ -64,7 +65,11 @@ def test_arrival_is_the_socket_read_that_brought_the_byte() -> None:
 
 @pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
 def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -> None:
+    keeper = stamp_keeper()
+    assert keeper is not None
+    time.sleep(0.05)  # Linux turns stamping on a moment after the first socket asks
     with (
+        keeper,
         socket.create_server(("127.0.0.1", 0)) as listener,
         StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
     ):

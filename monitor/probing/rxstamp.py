@@ -48,6 +48,21 @@ def kernel_ns(ancillary: list[tuple[int, int, bytes]], real_now_ns: int, now_ns:
     return now_ns
 
 
+def stamp_keeper() -> socket.socket | None:
+    """A socket that only asks for receive stamps, to hold open while probing: Linux turns
+    packet stamping on when a first socket asks, a moment later (so the first packets after
+    that go unstamped), and off when the last one closes. None where there are no stamps."""
+    if not rx_stamps_supported():
+        return None
+    keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        keeper.close()
+        return None
+    return keeper
+
+
 class StampedSocket(socket.socket):
     """A socket whose reads keep the kernel's receive stamp of their last packet (`rx_ns`)."""
 

@@ -27,7 +27,7 @@ from aiohappyeyeballs import AddrInfoType
 from aiohttp.client_proto import ResponseHandler
 
 from monitor.probing.phases import Phases
-from monitor.probing.rxstamp import StampedSocket, stamped_socket
+from monitor.probing.rxstamp import StampedSocket, stamp_keeper, stamped_socket
 
 USER_AGENT = "provmon/0.1 (+https://github.com/provmon/provmon)"
 _TLS_PHASES: contextvars.ContextVar[Phases | None] = contextvars.ContextVar(
@@ -157,6 +157,13 @@ class StampingConnector(aiohttp.TCPConnector):
         super().__init__(socket_factory=self._new_socket, **kwargs)
         factory = functools.partial(StampingHandler, loop=self._loop, sockets=self._stamped)
         self._factory = factory  # type: ignore[assignment]
+        self._keeper = stamp_keeper()
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+        await super().close(abort_ssl=abort_ssl)
 
     def _new_socket(self, addr_info: AddrInfoType) -> socket.socket:
         sock = stamped_socket(addr_info)
