@@ -5,6 +5,12 @@ headers; it has no TLS signal, so the SSL context stamps the start of the handsh
 creates the TLS object right after the TCP connection is up, in the task making the request,
 which a context variable names). Each stamp is `perf_counter_ns` into the request's `Phases`
 (`trace_request_ctx`); requests without one are not traced.
+
+The body's bytes are timed apart, by when they reached the machine: the connector makes every
+socket a `StampedSocket` (kernel receive stamps, through aiohttp's `socket_factory`) and every
+connection a `StampingHandler`, which notes each socket read's arrival for the probe's reader.
+It reads aiohttp's `ResponseHandler._payload` and sets the connector's `_factory`; the tests in
+tests/test_rxstamp.py fail when an aiohttp release changes either.
 """
 
 from __future__ import annotations
