@@ -1,0 +1,64 @@
+"""The shortcuts the live pages take for speed give exactly what the general paths give. Pure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from monitor.aggregate import DEFAULT_ACCOUNTING
+from monitor.results import Outcome
+from monitor.rollup import Rollup, fold, merge_rollups
+from monitor.sketch import LogHistogram, merge_many
+from monitor.status import WindowStats, by_model, target_status
+from tests.factories import T0, result
+
+KEY = ("acme/model-1", "Alpha", "direct")
+OTHER = ("acme/model-2", "Beta", "direct")
+
+
+def _probes() -> list:
+    return [
+        result(started_at=T0 + timedelta(minutes=i), ttft_ms=100.0 + 7 * i, e2e_tps=50.0 + i)
+        for i in range(40)
+    ] + [result(outcome=Outcome.TIMEOUT, started_at=T0 + timedelta(minutes=50))]
+
+
+def test_merging_one_histogram_copies_it() -> None:
+    h = LogHistogram()
+    h.extend([0.0, 1.0, 2.5, 400.0, 401.0])
+    merged = merge_many([h, LogHistogram()])
+    assert merged == h and merged.counts is not h.counts
+    twice = merge_many([h, h])
+    assert twice.counts == [2 * c for c in h.counts] and twice.n == 2 * h.n
+
+
+def test_one_day_rollup_is_read_as_merging_it_would() -> None:
+    (rollup,) = fold(_probes()).values()
+    now = T0 + timedelta(hours=2)
+    hour = T0.replace(minute=0)
+    alone = {(KEY, "here", "short", hour): rollup}
+    merged = {(KEY, "*", "*", hour): merge_rollups([rollup, Rollup()])}
+    a = target_status([KEY], [], alone, {}, now, DEFAULT_ACCOUNTING)
+    b = target_status([KEY], [], merged, {}, now, DEFAULT_ACCOUNTING)
+    assert a == b and a[0].windows["1d"].ttft_p50_ms is not None
+
+
+def test_a_target_without_recent_probes_has_empty_short_windows() -> None:
+    now = T0 + timedelta(hours=2)
+    (s,) = target_status([KEY], [], {}, {}, now, DEFAULT_ACCOUNTING, {"short": "tool_call"})
+    assert s.windows["5m"] == s.windows["30m"] == WindowStats()
+    assert s.windows["1d"].tool_call_error_pct is None  # no verdicts: none, not 0 %
+
+
+def test_statuses_by_model_keep_their_order() -> None:
+    now = T0 + timedelta(minutes=55)
+    statuses = target_status(
+        [KEY, OTHER, ("acme/model-1", "Gamma", "direct")],
+        _probes(),
+        {},
+        {},
+        now,
+        DEFAULT_ACCOUNTING,
+    )
+    grouped = by_model(statuses)
+    assert list(grouped) == ["acme/model-1", "acme/model-2"]
+    assert [s.provider for s in grouped["acme/model-1"]] == ["Alpha", "Gamma"]
