@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
-from monitor.aggregate import DEFAULT_ACCOUNTING
+from monitor.aggregate import DEFAULT_ACCOUNTING, Accounting, counted_uptime, uptime_pct
 from monitor.results import Outcome
 from monitor.rollup import Rollup, fold, merge_rollups
 from monitor.sketch import LogHistogram, merge_many
@@ -62,3 +63,19 @@ def test_statuses_by_model_keep_their_order() -> None:
     grouped = by_model(statuses)
     assert list(grouped) == ["acme/model-1", "acme/model-2"]
     assert [s.provider for s in grouped["acme/model-1"]] == ["Alpha", "Gamma"]
+
+
+def test_counted_uptime_is_uptime_pct_of_the_counts() -> None:
+    acct = Accounting(DEFAULT_ACCOUNTING.failure_outcomes, min_samples=3)
+    for outcomes in (
+        {},
+        {"ok": 2},
+        {"ok": 2, "timeout": 1},
+        {"ok": 7, "rate_limited": 4},
+        {"timeout": 5},
+        {"ok": 1, "server_error": 2, "client_error": 9},
+    ):
+        c = Counter(outcomes)
+        failed = sum(n for o, n in c.items() if o in acct.failure_outcomes)
+        want = uptime_pct(Rollup(n=c.total(), outcomes=c), acct)
+        assert counted_uptime(c["ok"], failed, acct) == want
