@@ -8,7 +8,7 @@ from datetime import timedelta
 from monitor.aggregate import DEFAULT_ACCOUNTING, Accounting, counted_uptime, uptime_pct
 from monitor.results import Outcome
 from monitor.rollup import Rollup, fold, merge_rollups
-from monitor.sketch import LogHistogram, merge_many
+from monitor.sketch import SMALL_MERGE, LogHistogram, merge_many
 from monitor.status import WindowStats, by_model, target_status
 from tests.factories import T0, result
 
@@ -30,6 +30,26 @@ def test_merging_one_histogram_copies_it() -> None:
     assert merged == h and merged.counts is not h.counts
     twice = merge_many([h, h])
     assert twice.counts == [2 * c for c in h.counts] and twice.n == 2 * h.n
+
+
+def test_few_histograms_sum_as_many_do() -> None:
+    parts = []
+    for i in range(SMALL_MERGE + 3):
+        h = LogHistogram()
+        h.extend([0.0] * (i % 2) + [10.0 * (1 + i) ** 1.5 + j for j in range(0, 40 * i + 1, 3)])
+        parts.append(h)
+    for k in range(2, len(parts) + 1):
+        few = merge_many(parts[:k])  # SMALL_MERGE and fewer: lists; more: numpy
+        by_one = LogHistogram()
+        for h in parts[:k]:
+            by_one.merge(h)
+        assert (few.offset, few.counts, few.zeros, few.n) == (
+            by_one.offset,
+            by_one.counts,
+            by_one.zeros,
+            by_one.n,
+        )
+        assert (few.min, few.max) == (by_one.min, by_one.max)
 
 
 def test_one_day_rollup_is_read_as_merging_it_would() -> None:
