@@ -83,12 +83,19 @@ def uptime_pct(
     if acct.quality_counts:
         bad = min(ok, bad_quality(r))
         ok, failed = ok - bad, failed + bad
+    pct = counted_uptime(ok, failed, acct)
+    if pct is not None and acct.gaps_down and gap_hours > 0 and data_hours > 0:
+        pct = min(100.0, pct * data_hours / (data_hours + gap_hours))
+    return pct
+
+
+def counted_uptime(ok: int, failed: int, acct: Accounting) -> float | None:
+    """Uptime of `ok` successes and `failed` failures (quality already counted, no gaps): None
+    below `acct.min_samples`. `uptime_pct`'s rule, for callers that hold the two counts (the
+    page's thousand bars)."""
     if ok + failed < acct.min_samples:
         return None
-    pct = 100.0 * ok / (ok + failed)
-    if acct.gaps_down and gap_hours > 0 and data_hours > 0:
-        pct *= data_hours / (data_hours + gap_hours)
-    return min(100.0, pct)
+    return min(100.0, 100.0 * ok / (ok + failed))
 
 
 def share(r: Rollup, outcome: str) -> float | None:

@@ -169,16 +169,36 @@ def merge_many(histograms: Sequence[LogHistogram]) -> LogHistogram:
         return out
     dense = [h for h in parts if h.counts]
     if dense:
-        lo = min(h.offset for h in dense)
-        hi = max(h.offset + len(h.counts) for h in dense)
-        acc = np.zeros(hi - lo, dtype=np.int64)
-        for h in dense:
-            start = h.offset - lo
-            acc[start : start + len(h.counts)] += h.counts
-        out.offset, out.counts = lo, acc.tolist()
+        out.offset, out.counts = _summed(dense)
     out.zeros = sum(h.zeros for h in parts)
     out.n = sum(h.n for h in parts)
     out.total = sum(h.total for h in parts)
     out.min = min(h.min for h in parts if h.min is not None)
     out.max = max(h.max for h in parts if h.max is not None)
     return out
+
+
+SMALL_MERGE = 8
+"""Up to this many histograms are summed with list slices: numpy's conversion of each list
+costs more than it saves on a few (a day's cached part and the current hour: 10 against
+22 µs for two)."""
+
+
+def _summed(dense: Sequence[LogHistogram]) -> tuple[int, list[int]]:
+    """(offset, counts) of the bucket-wise sum of histograms with buckets."""
+    lo = min(h.offset for h in dense)
+    hi = max(h.offset + len(h.counts) for h in dense)
+    if len(dense) <= SMALL_MERGE:
+        first = dense[0]
+        counts = [0] * (first.offset - lo) + first.counts
+        counts += [0] * (hi - lo - len(counts))
+        for h in dense[1:]:
+            a = h.offset - lo
+            b = a + len(h.counts)
+            counts[a:b] = [x + y for x, y in zip(counts[a:b], h.counts, strict=True)]
+        return lo, counts
+    acc = np.zeros(hi - lo, dtype=np.int64)
+    for h in dense:
+        start = h.offset - lo
+        acc[start : start + len(h.counts)] += h.counts
+    return lo, acc.tolist()

@@ -87,6 +87,8 @@ def _raw_window(
     probes: Sequence[ProbeResult], acct: Accounting, kinds: Mapping[str, str]
 ) -> WindowStats:
     """A short window from raw probes: exact medians, no histograms needed."""
+    if not probes:  # what the rest computes for none, without building it (the index's case)
+        return WindowStats()
     outcomes = Counter(p.outcome.value for p in probes)
     ok = [p for p in probes if p.outcome is Outcome.OK]
     q = Counter(p.quality for p in ok if p.quality)
@@ -125,8 +127,9 @@ def target_status(
     verdicts: dict[tuple[TargetKey, str], Rollup] = defaultdict(Rollup)
     for (key, _v, workload, _h), one_hour in day_rollups.items():
         hourly[key].append(one_hour)
-        verdicts[key, kinds.get(workload, "plain")].qualities.update(one_hour.qualities)
-    day = {key: merge_rollups(rs) for key, rs in hourly.items()}
+        if one_hour.qualities:  # an empty tally reads as no verdict, as a missing one does
+            verdicts[key, kinds.get(workload, "plain")].qualities.update(one_hour.qualities)
+    day = {key: rs[0] if len(rs) == 1 else merge_rollups(rs) for key, rs in hourly.items()}
     out = []
     for key in keys:
         probes = sorted(by_target.get(key, []), key=lambda r: r.started_at)
@@ -155,11 +158,19 @@ def _state(by_vantage: Mapping[str, str]) -> str:
     return states.pop() if len(states) == 1 else "mixed"
 
 
+def by_model(statuses: Iterable[TargetStatus]) -> dict[str, list[TargetStatus]]:
+    """The statuses of each model, in their order: one pass, not one per model (the index
+    has hundreds)."""
+    out: dict[str, list[TargetStatus]] = {}
+    for s in statuses:
+        out.setdefault(s.model, []).append(s)
+    return out
+
+
 def model_summary(statuses: Sequence[TargetStatus]) -> dict[str, dict[str, Any]]:
     """Per model and window: providers with data, probes, pooled uptime, best p50 TTFT."""
     out: dict[str, dict[str, Any]] = {}
-    for model in sorted({s.model for s in statuses}):
-        rows = [s for s in statuses if s.model == model]
+    for model, rows in sorted(by_model(statuses).items()):
         summary: dict[str, Any] = {
             "targets": len(rows),
             "down": sum(s.state == "down" for s in rows),

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from monitor.clock import utc_now
 from monitor.config import Config, parse_config
 from monitor.reporting.job import accounting
+from monitor.storage.reports import rollups_between
 from monitor.storage.store import Store
 from monitor.storage.web import (
     hourly_outcomes,
@@ -49,6 +50,15 @@ async def test_queries(migrated: AsyncEngine) -> None:
         want.setdefault((key, hour), Counter()).update(r.outcomes)
     got = {(key, hour): c for key, hours in hourly.items() for hour, c in hours.items()}
     assert got == want
+    for start in (now - timedelta(days=4), now - timedelta(hours=2)):  # the tail's join
+        end = now + timedelta(days=1)
+        for model in (None, MODEL):
+            assert await hourly_outcomes(
+                migrated, start, end, model, recent=True
+            ) == await hourly_outcomes(migrated, start, end, model)
+            assert await rollups_between(
+                migrated, start, end, model, recent=True
+            ) == await rollups_between(migrated, start, end, model)
     assert sum(c["timeout"] for c in got.values()) == 4
     found = await incidents_since(migrated, now - timedelta(days=1))
     assert [(i.target, i.ended_at is None) for i in found] == [

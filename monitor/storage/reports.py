@@ -21,7 +21,7 @@ from monitor.storage.schema import (
     RollupRow,
     TargetRow,
 )
-from monitor.storage.sql import dialect_insert
+from monitor.storage.sql import dialect_insert, rollup_target
 from monitor.storage.store import PROBE_COLUMNS
 
 _TARGET_COLUMNS = (
@@ -37,10 +37,13 @@ async def rollups_between(
     end: datetime,
     model: str | None = None,
     metrics: Collection[str] | None = None,
+    *,
+    recent: bool = False,
 ) -> dict[RollupKey, Rollup]:
     """Hourly rollups of the hours overlapping [start, end), optionally of one model. With
     `metrics`, only those histograms are read: the database extracts them from the JSON, so
-    the rest is never sent or decoded (and error kinds are left out too)."""
+    the rest is never sent or decoded (and error kinds are left out too). `recent`: the hours
+    are the last few (`sql.rollup_target`)."""
     c = RollupRow.__table__.c
     if metrics is None:
         columns: list[Any] = [RollupRow.__table__]
@@ -50,7 +53,7 @@ async def rollups_between(
         columns += [RollupRow.histograms[m].label(f"h_{i}") for i, m in enumerate(metrics)]
     query = (
         select(*columns, *_TARGET_COLUMNS)
-        .join(TargetRow, TargetRow.id == RollupRow.target_id)
+        .join(TargetRow, rollup_target(recent))
         .where(RollupRow.hour >= start.replace(minute=0, second=0, microsecond=0))
         .where(RollupRow.hour < end)
     )

@@ -24,6 +24,7 @@ from monitor.storage.schema import (
     RollupRow,
     TargetRow,
 )
+from monitor.storage.sql import rollup_target
 
 OUTCOMES = tuple(o.value for o in Outcome)
 
@@ -77,17 +78,23 @@ async def recent_samples(
 
 
 async def hourly_outcomes(
-    engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
+    engine: AsyncEngine,
+    start: datetime,
+    end: datetime,
+    model: str | None = None,
+    *,
+    recent: bool = False,
 ) -> dict[TargetKey, dict[datetime, Counter[str]]]:
     """Outcome counts per target and hour of the rollups of hours in [start, end), vantages and
-    workloads summed by the database (only integers cross the wire, no histograms)."""
+    workloads summed by the database (only integers cross the wire, no histograms). `recent`:
+    the hours are the last few (`sql.rollup_target`)."""
     sums = [
         func.sum(func.coalesce(RollupRow.outcomes[name].as_integer(), 0)).label(name)
         for name in OUTCOMES
     ]
     query = (
         select(TargetRow.model, TargetRow.provider, TargetRow.route, RollupRow.hour, *sums)
-        .join(TargetRow, TargetRow.id == RollupRow.target_id)
+        .join(TargetRow, rollup_target(recent))
         .where(RollupRow.hour >= start, RollupRow.hour < end)
         .group_by(
             TargetRow.model,

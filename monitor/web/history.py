@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitor.aggregate import Accounting, uptime_pct
+from monitor.aggregate import Accounting, counted_uptime
 from monitor.alert_model import Incident
 from monitor.maintenance import Window
 from monitor.results import Outcome, ProbeResult, TargetKey
@@ -23,6 +23,7 @@ from monitor.stats import PERCENTILES, tail_percentile
 from monitor.web.views import live_accounting
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OK, _RATE_LIMITED = Outcome.OK.value, Outcome.RATE_LIMITED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +156,14 @@ class Bar:
     uptime_pct: float | None = None
 
     def finish(self, acct: Accounting) -> None:
-        """Counts and uptime from the outcomes added (`aggregate.uptime_pct`'s rule)."""
-        self.ok = self.outcomes.get(Outcome.OK.value, 0)
-        self.failed = sum(n for o, n in self.outcomes.items() if o in acct.failure_outcomes)
-        self.rate_limited = self.outcomes.get(Outcome.RATE_LIMITED.value, 0)
-        self.other = sum(self.outcomes.values()) - self.ok - self.failed - self.rate_limited
-        self.uptime_pct = uptime_pct(Rollup(n=self.outcomes.total(), outcomes=self.outcomes), acct)
+        """Counts and uptime from the outcomes added (`aggregate.uptime_pct`'s rule: a bar has
+        no quality verdicts and no gaps, so its two counts decide)."""
+        outcomes = self.outcomes
+        self.ok = outcomes.get(_OK, 0)
+        self.failed = sum(n for o, n in outcomes.items() if o in acct.failure_outcomes)
+        self.rate_limited = outcomes.get(_RATE_LIMITED, 0)
+        self.other = sum(outcomes.values()) - self.ok - self.failed - self.rate_limited
+        self.uptime_pct = counted_uptime(self.ok, self.failed, acct)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -233,11 +236,8 @@ def _bars(first: datetime, step: timedelta, count: int) -> list[Bar]:
 
 
 def _total(bars: Sequence[Bar], acct: Accounting) -> float | None:
-    total = Bar(bars[0].start, bars[-1].end)
-    for b in bars:
-        total.outcomes.update(b.outcomes)
-    total.finish(acct)
-    return total.uptime_pct
+    """Uptime over finished bars: their counts summed (as their outcomes summed would be)."""
+    return counted_uptime(sum(b.ok for b in bars), sum(b.failed for b in bars), acct)
 
 
 def uptime_bars(

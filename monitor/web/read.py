@@ -113,7 +113,7 @@ async def day_rollups(
     until, merged = await _split(
         cache, ("day", model, metrics), start, hour_of(now - SETTLE), settled
     )
-    tail = await rollups_between(engine, until, now, model, metrics=metrics)
+    tail = await rollups_between(engine, until, now, model, metrics=metrics, recent=True)
     return {(key, "*", "*", start): r for key, r in merged.items()} | tail
 
 
@@ -208,7 +208,7 @@ async def model_uptime(
         return await _split(cache, ("bars", model, days), first_day, cutoff, settled)
 
     (until, old), incidents = await gather_all(history(), incidents_since(engine, first_day, model))
-    tail = await hourly_outcomes(engine, until, now + CLOCK_SKEW, model)
+    tail = await hourly_outcomes(engine, until, now + CLOCK_SKEW, model, recent=True)
     recent = {k: dict(old.hours.get(k, {})) | tail.get(k, {}) for k in set(old.hours) | set(tail)}
     tallies = old.tallies
     until = old.day
@@ -238,16 +238,16 @@ async def model_series(
     start = bucket_start(now - timedelta(seconds=w.seconds), bucket_s)
     cutoff = bucket_start(now - SETTLE, bucket_s)
 
-    async def points(a: datetime, b: datetime) -> Points:
+    async def points(a: datetime, b: datetime, recent: bool = False) -> Points:
         if w.raw:
             samples = await recent_samples(engine, a, b, model)
             return raw_points(samples, metric, a, b, bucket_s)
-        rollups = await rollups_between(engine, a, b, model, metrics=(metric,))
+        rollups = await rollups_between(engine, a, b, model, metrics=(metric,), recent=recent)
         return rollup_points(rollups, metric, a, b, bucket_s)
 
     key = ("series", model, metric, window, bucket_s)
     until, settled = await _split(cache, key, start, cutoff, points)
-    tail = await points(until, now + CLOCK_SKEW)
+    tail = await points(until, now + CLOCK_SKEW, recent=True)
     settled = {k: {t: p for t, p in ps.items() if t >= start} for k, ps in settled.items()}
     keys = model_keys(model, site, (), ())
     keys += sorted((set(settled) | set(tail)) - set(keys))

@@ -16,7 +16,7 @@ from monitor.catalogue.listing import Endpoint, Percentiles
 from monitor.results import Outcome, ProbeResult, TargetKey
 from monitor.rollup import Rollup, RollupKey, merge_rollups
 from monitor.stats import PERCENTILES, tail_percentile
-from monitor.status import TargetStatus, model_summary
+from monitor.status import TargetStatus, by_model, model_summary
 from monitor.web.site import Site
 
 API_STATUSES = ("up", "down", "degraded")
@@ -177,9 +177,10 @@ def model_rows(
     for (key, _v, _w, _h), r in day_rollups.items():
         pooled.setdefault(key[0], []).append(r)
     quick = live_accounting(acct)
+    grouped = by_model(statuses)
     out = []
     for model, m in summary.items():
-        rows = [s for s in statuses if s.model == model]
+        rows = grouped[model]
         speeds = [s.windows["1d"].e2e_p50_tps for s in rows]
         present = [v for v in speeds if v is not None]
         day = m["1d"]
