@@ -24,6 +24,7 @@ from monitor.probing.rxstamp import (
     kernel_ns,
     rx_stamps_supported,
     stamp_keeper,
+    watcher,
 )
 from monitor.results import Outcome
 from monitor.runtime import make_prober
@@ -89,6 +90,88 @@ def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -
             assert c.rx_ns <= before - 50_000_000
 
 
+@pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
+@pytest.mark.parametrize("into", [False, True], ids=["recv", "recv_into"])
+def test_packets_that_wait_together_keep_their_own_arrival(into: bool) -> None:
+    # The kernel keeps one stamp per read (the last packet's), and merges queued packets; the
+    # watcher thread noted each arrival, so each read stops at one and has its time.
+    keeper = stamp_keeper()
+    assert keeper is not None
+    time.sleep(0.05)
+    with (
+        keeper,
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
+    ):
+        c.connect(listener.getsockname())
+        server, _ = listener.accept()
+        with server:
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sent = []
+            for piece in (b"first", b"second", b"third"):
+                server.sendall(piece)
+                sent.append(time.perf_counter_ns())
+                time.sleep(0.15)  # nobody reads: all three wait in the kernel
+            got = []
+            buf = bytearray(100)
+            while sum(len(g) for g, _ in got) < 16:
+                if into:
+                    n = c.recv_into(buf)
+                    got.append((bytes(buf[:n]), c.rx_ns))
+                else:
+                    got.append((c.recv(100), c.rx_ns))
+    assert [g for g, _ in got] == [b"first", b"second", b"third"]
+    for (_, rx), t in zip(got, sent, strict=True):
+        assert abs(rx - t) < 30_000_000, [
+            (r - s) / 1e6 for (_, r), s in zip(got, sent, strict=True)
+        ]
+
+
+@pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
+def test_the_watcher_forgets_closed_sockets_and_reads_stay_whole() -> None:
+    before = watcher().watched()
+    socks = [StampedSocket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(20)]
+    assert watcher().watched() == before + 20
+    for sock in socks:
+        sock.close()
+    assert watcher().watched() == before
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
+    ):
+        c.connect(listener.getsockname())
+        server, _ = listener.accept()
+        with server:
+            payload = bytes(range(256)) * 4096  # 1 MiB, more than the watcher peeks
+            threading.Thread(target=server.sendall, args=(payload,), daemon=True).start()
+            c.settimeout(5)
+            got = bytearray()
+            while len(got) < len(payload):
+                got += c.recv(1 << 20)
+            assert got == payload
+            assert not c.arrivals or c.arrivals[-1][0] <= c.consumed + 2 * 65536
+            assert c.consumed == len(payload)
+
+
+@pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
+def test_the_watcher_leaves_a_reset_for_the_reader() -> None:
+    # A peek at an empty socket would take its pending error: the reader must still see it.
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
+    ):
+        c.connect(listener.getsockname())
+        server, _ = listener.accept()
+        server.sendall(b"data")
+        time.sleep(0.05)
+        assert c.recv(100) == b"data"
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()  # a reset
+        time.sleep(0.1)  # the watcher is woken by it first
+        with pytest.raises(ConnectionResetError):
+            c.recv(100)
+
+
 # --- a provider in its own thread, so it keeps time while the probe's event loop is blocked ---
 
 
@@ -142,9 +225,14 @@ def timed_provider(first_token_s: float, then_s: float, asked: threading.Event) 
 
 
 @pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
-async def test_a_blocked_event_loop_does_not_move_ttft(session: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize("then_s", [0.6, 0.15], ids=["read-alone", "read-with-the-next"])
+async def test_a_blocked_event_loop_does_not_move_ttft(
+    session: aiohttp.ClientSession, then_s: float
+) -> None:
+    # With then_s 0.15 the next tokens arrive while the loop is still blocked too: the first
+    # token keeps its own arrival, and the gap between them is still measured.
     asked = threading.Event()
-    with timed_provider(0.1, 0.6, asked) as base_url:
+    with timed_provider(0.1, then_s, asked) as base_url:
         doc = {
             "targets": [{"route": "direct", "model": "m", "provider": "p", "base_url": base_url}]
         }
@@ -162,3 +250,5 @@ async def test_a_blocked_event_loop_does_not_move_ttft(session: aiohttp.ClientSe
     # Served 100 ms after the request was read; read off the socket some 300 ms later.
     assert result.ttft_ms is not None and 95 <= result.ttft_ms < 180, result.ttft_ms
     assert result.output_tokens == 3
+    gap_ms = then_s * 1000
+    assert result.max_gap_ms is not None and gap_ms - 5 <= result.max_gap_ms < gap_ms + 60

@@ -6,6 +6,14 @@ socket that asks (`SO_TIMESTAMPNS`), and a `recvmsg` returns the stamp of the la
 read consumed beside the bytes. `StampedSocket` reads that way (for asyncio's transport, which
 calls `recv`/`recv_into`) and keeps the stamp of its latest read as `perf_counter_ns`.
 
+One stamp per read is not enough when the loop is late: a packet that waits in the kernel until
+the next one arrives is read with it, and the kernel keeps only the later stamp (it even merges
+the two in its queue). So a watcher thread (`ArrivalWatcher`) is woken by every arrival on every
+stamped socket, and notes at once how many bytes the socket then held and the kernel's stamp of
+the newest packet (a peek, which consumes nothing). A read then takes no more than one noted
+arrival brought, and that arrival's time: what the loop reads late keeps the time it came. The
+thread does nothing else, so only a stall of the whole process for a packet gap moves a stamp.
+
 Where the stamp is not available (another OS or architecture, or the kernel sent none) it is the
 time of the read, as a plain socket would give. `rx_stamps_supported()` says which.
 """
@@ -13,22 +21,39 @@ time of the read, as a plain socket would give. `rx_stamps_supported()` says whi
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import platform
+import select
 import socket
 import struct
 import sys
+import threading
 import time
+import weakref
 from typing import Any
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
 
 # <asm-generic/socket.h>: SO_TIMESTAMPNS (the _OLD value, which is the one on 64-bit
 # kernels), delivered as the control message SCM_TIMESTAMPNS of the same number with a
 # struct timespec. Only architectures known to use these values enable it.
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@qq")
+_INT = struct.Struct("@i")
+_INT_ZERO = bytes(_INT.size)
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64"})
 STALE_NS = 60 * 1_000_000_000
 """A kernel stamp older than this (a clock step) is not believed."""
+PEEK_BYTES = 65536
+"""The watcher looks this far into a socket's queue: further, its stamp is of the packet here."""
+BATCH_S = 0.002
+"""The watcher's pause after each round: packets 2 ms apart on one socket are noted apart."""
+MAX_ARRIVALS = 1024
+"""Arrivals noted per socket and not yet read; beyond, the newest absorbs the next ones."""
 
 
 def rx_stamps_supported() -> bool:
@@ -64,28 +89,40 @@ def stamp_keeper() -> socket.socket | None:
 
 
 class StampedSocket(socket.socket):
-    """A socket whose reads keep the kernel's receive stamp of their last packet (`rx_ns`)."""
+    """A socket whose reads keep the kernel's receive stamp of their bytes (`rx_ns`).
 
-    __slots__ = ("_stamped", "rx_ns")
+    With the `ArrivalWatcher` on, `arrivals` holds (bytes read by the end of that arrival, its
+    stamp) for what has arrived and not been read, and a read stops at the end of the oldest:
+    `consumed` counts the bytes read, both guarded by `rx_lock` against the watcher."""
+
+    __slots__ = ("_stamped", "_watched", "arrivals", "consumed", "rx_lock", "rx_ns")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rx_ns = 0
-        self._stamped = False
+        self.consumed = 0
+        self.arrivals: collections.deque[tuple[int, int]] = collections.deque()
+        self.rx_lock = threading.Lock()
+        self._stamped = self._watched = False
         if rx_stamps_supported():
             try:
                 self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 self._stamped = True
             except OSError:
                 pass
+            else:
+                self._watched = watcher().watch(self)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if not self._stamped:
             data = super().recv(bufsize, flags)
             self.rx_ns = time.perf_counter_ns()
             return data
-        data, ancillary, _flags, _addr = self.recvmsg(bufsize, _CMSG_SPACE, flags)
-        self._stamp(ancillary)
+        with self.rx_lock:
+            limit, noted = self._oldest(bufsize)
+            data, ancillary, _flags, _addr = self.recvmsg(limit, _CMSG_SPACE, flags)
+            self.consumed += len(data)
+        self._stamp(ancillary, noted)
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -94,15 +131,140 @@ class StampedSocket(socket.socket):
             self.rx_ns = time.perf_counter_ns()
             return n
         view = memoryview(buffer)
-        if nbytes:
-            view = view[:nbytes]
-        n, ancillary, _flags, _addr = self.recvmsg_into([view], _CMSG_SPACE, flags)
-        self._stamp(ancillary)
+        with self.rx_lock:
+            limit, noted = self._oldest(nbytes or len(view))
+            n, ancillary, _flags, _addr = self.recvmsg_into([view[:limit]], _CMSG_SPACE, flags)
+            self.consumed += n
+        self._stamp(ancillary, noted)
         return n
 
-    def _stamp(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+    def close(self) -> None:
+        if self._watched:
+            with self.rx_lock:
+                watcher().forget(self)
+                self._watched = False
+                super().close()
+        else:
+            super().close()
+
+    def note_arrival(self, buf: bytearray) -> None:
+        """The watcher's peek: what the socket holds now, and the newest packet's stamp."""
+        with self.rx_lock:
+            try:
+                # Peek only at bytes that are there: on an empty socket the peek would take a
+                # pending error (a refused connection, a reset) that the event loop must see.
+                if _INT.unpack(fcntl.ioctl(self.fileno(), termios.FIONREAD, _INT_ZERO))[0] <= 0:
+                    return
+                n, ancillary, _flags, _addr = self.recvmsg_into(
+                    [buf], _CMSG_SPACE, socket.MSG_PEEK | socket.MSG_DONTWAIT
+                )
+            except OSError:  # closed meanwhile
+                return
+            end = self.consumed + n
+            arrivals = self.arrivals
+            if n <= 0 or (arrivals and end <= arrivals[-1][0]):
+                return
+            t = kernel_ns(ancillary, time.time_ns(), time.perf_counter_ns())
+            if len(arrivals) >= MAX_ARRIVALS:
+                arrivals[-1] = (end, t)
+            else:
+                arrivals.append((end, t))
+
+    def _oldest(self, bufsize: int) -> tuple[int, int]:
+        """How much the next read may take (up to the end of the oldest arrival not yet read)
+        and that arrival's stamp (0: none noted)."""
+        arrivals, consumed = self.arrivals, self.consumed
+        while arrivals and arrivals[0][0] <= consumed:
+            arrivals.popleft()
+        if not arrivals:
+            return bufsize, 0
+        end, t = arrivals[0]
+        return min(bufsize, end - consumed), t
+
+    def _stamp(self, ancillary: list[tuple[int, int, bytes]], noted: int) -> None:
         now = time.perf_counter_ns()
-        self.rx_ns = kernel_ns(ancillary, time.time_ns(), now)
+        t = kernel_ns(ancillary, time.time_ns(), now)
+        self.rx_ns = min(t, noted) if noted else t
+
+
+class ArrivalWatcher:
+    """The thread that notes every arrival on the stamped sockets (`StampedSocket.note_arrival`),
+    woken by an edge-triggered epoll, which fires again for each new packet even while earlier
+    ones wait unread. It takes the GIL only for that: the event loop's work cannot delay it
+    beyond the interpreter's switch interval (5 ms), a garbage collection aside."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._sockets: weakref.WeakValueDictionary[int, StampedSocket] = (
+            weakref.WeakValueDictionary()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: StampedSocket) -> bool:
+        fd = sock.fileno()
+        with self._lock:
+            try:
+                self._epoll.register(fd, select.EPOLLIN | select.EPOLLET)
+            except OSError:
+                return False
+            self._sockets[fd] = sock
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="provmon-arrivals", daemon=True
+                )
+                self._thread.start()
+        return True
+
+    def forget(self, sock: StampedSocket) -> None:
+        fd = sock.fileno()
+        with self._lock:
+            if self._sockets.get(fd) is sock:
+                del self._sockets[fd]
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(fd)
+
+    def watched(self) -> int:
+        with self._lock:
+            return len(self._sockets)
+
+    def _run(self) -> None:
+        buf = bytearray(PEEK_BYTES)
+        while True:
+            try:
+                events = self._epoll.poll()
+            except InterruptedError:
+                continue
+            except OSError:  # the epoll was closed: the process is going (or forked)
+                return
+            for fd, _mask in events:
+                with self._lock:
+                    sock = self._sockets.get(fd)
+                if sock is not None:
+                    sock.note_arrival(buf)
+            time.sleep(BATCH_S)  # let arrivals gather: fewer wake-ups, the same stamps
+
+
+_watcher: ArrivalWatcher | None = None
+_watcher_lock = threading.Lock()
+
+
+def watcher() -> ArrivalWatcher:
+    """The process's arrival watcher (made on first use)."""
+    global _watcher
+    with _watcher_lock:
+        if _watcher is None:
+            _watcher = ArrivalWatcher()
+        return _watcher
+
+
+def _forget_watcher_in_child() -> None:
+    global _watcher
+    _watcher = None  # a forked child has the epoll but not its thread; it makes its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watcher_in_child)
 
 
 def stamped_socket(addr_info: tuple[Any, ...]) -> StampedSocket:
