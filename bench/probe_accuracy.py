@@ -356,12 +356,14 @@ async def run_waves(
 async def run_ours(
     base_url: str, params: Params, level: int, waves: int, mode: str, hostile_url: str
 ) -> ClientRun:
+    from monitor import heap
     from monitor.output import LineWriter
     from monitor.probing.session import probe_session
 
     writer = LineWriter(sys.stdout).start() if mode == "pipe" else None
     async with probe_session() as session:
         measure = make_ours(base_url, session, params, writer, params.slug(level))
+        heap.freeze()  # as `provmon probe` and the daemon do once started
         neighbour = None
         if mode == "hostile":
             neighbour = ours_neighbour(session, hostile_url)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor import terminal
+from monitor import heap, terminal
 from monitor.alerts.channels import channel_problems
 from monitor.alerts.payloads import trial_payload
 from monitor.catalogue_api import endpoints_url, read_endpoints
@@ -237,6 +237,7 @@ async def probe_once(
     sem = asyncio.Semaphore(concurrency)
     async with client_session() as session:
         prober = make_prober(session, cfg)
+        heap.freeze()
 
         async def one(target: Target, workload: Workload) -> None:
             async with sem:
@@ -244,10 +245,13 @@ async def probe_once(
             results.append(result)
             on_result(result)
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(count):
-                for target, workload in jobs:
-                    tg.create_task(one(target, workload))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(count):
+                    for target, workload in jobs:
+                        tg.create_task(one(target, workload))
+        finally:
+            heap.thaw()
     return results
 
 

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from monitor import heap
 from monitor.alerts.channels import Notifier, build_channels
 from monitor.alerts.connectivity import ConnectivityCheck
 from monitor.alerts.counts import NotificationCounts
@@ -214,6 +215,7 @@ class Daemon:
         for sidecar in self.sidecars:  # before the first probe: a metrics sidecar counts them all
             await sidecar.start(self)
         self.scheduler.start()
+        heap.freeze()  # start-up's objects out of the collector's full passes (monitor.heap)
         log.info(
             "provmon running: vantage %r, %d targets, %d probe jobs, database %s",
             self.cfg.vantage,
@@ -259,6 +261,7 @@ class Daemon:
             await self.alerting.stop(flush=graceful, flush_s=min(10.0, bound_s))
             for sidecar in reversed(self.sidecars):
                 await sidecar.stop()
+            heap.thaw()
             self.state = "stopped"
             if graceful:
                 self.log_status()

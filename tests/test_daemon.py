@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,18 @@ async def test_burst_round_stores_every_probe(
         assert outcomes[("http-500", "heartbeat")] is Outcome.SERVER_ERROR
         rollups = await store.rollups()
         assert sum(r.n for r in rollups.values()) == 8
+
+
+async def test_a_running_daemon_keeps_its_start_up_out_of_full_collections(
+    sim: Simulator, session: aiohttp.ClientSession, migrated: AsyncEngine, tmp_path: Path
+) -> None:
+    cfg = make_config(sim, "plain", database=spill_in(tmp_path))
+    before = gc.get_freeze_count()
+    async with burst(cfg, session, migrated) as daemon:
+        assert gc.get_freeze_count() > before  # the modules, config and daemon: frozen
+        await daemon.run_round()
+        await daemon.stop()
+    assert gc.get_freeze_count() == 0
 
 
 async def test_one_probe_in_flight_per_target(

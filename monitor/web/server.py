@@ -8,7 +8,6 @@ handlers parse the request, call `read` and render with `pages`, `views` or `bad
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor import heap
 from monitor.clock import utc_now
 from monitor.errors import StoreUnavailable
 from monitor.storage.database import Engine
@@ -329,12 +329,11 @@ async def running(
     app = make_app(engine, site, token=token, cache=SettledCache(), memo_s=memo_s)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    gc.collect()  # what is garbage now is not kept for good by the freeze
-    gc.freeze()
+    heap.freeze()
     try:
         await web.TCPSite(runner, listen.host, listen.port).start()
         port = runner.addresses[0][1] if runner.addresses else listen.port
         yield Listen(listen.host, port).url()
     finally:
-        gc.unfreeze()
+        heap.thaw()
         await runner.cleanup()
