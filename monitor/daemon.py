@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -51,7 +52,7 @@ class Monitor:
         budget: DailyBudget | None = None,
         now: Callable[[], datetime] = utc_now,
         weekly_report: WeeklyReport | None = None,
-        reachable: Callable[[], Awaitable[bool]] | None = None,
+        reachable: Callable[[float], Awaitable[bool]] | None = None,
         on_budget: Callable[[str | None], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -143,6 +144,7 @@ class Monitor:
                 if target.paid and not self._budget_allows():
                     result = self._budget_exhausted(target, workload)
                 else:
+                    started = time.monotonic()
                     try:
                         result = await self._prober.probe(target, workload)
                     except asyncio.CancelledError:
@@ -153,7 +155,7 @@ class Monitor:
                     if (
                         result.outcome.counts_against_uptime
                         and self._reachable is not None
-                        and not await self._reachable()
+                        and not await self._reachable(started)
                     ):
                         result = monitor_fault(result, CONNECTIVITY_KIND)
                 self._writer.submit(result)

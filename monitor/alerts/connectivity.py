@@ -1,8 +1,10 @@
 """The monitor's own connectivity check: a GET of a configured URL from this vantage.
 
 Any HTTP answer counts as connected; a connection error or timeout does not. Concurrent callers
-share one check, and a result younger than `fresh_s` is reused, so every failing probe can ask
-"is it us?" without flooding the URL.
+share one check, and a failing probe reuses a result only when that check started after the
+probe did (and is younger than `fresh_s`): a check from before the failure says nothing of it.
+So every failing probe can ask "is it us?" without flooding the URL: those of one round share
+the check the first of them started.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class ConnectivityCheck:
         self._on_change = on_change
         self.ok = True
         self.detail = ""
-        self._checked_at: float | None = None
+        self._checked_at: float | None = None  # when the latest check that ended started
         self._running: asyncio.Task[bool] | None = None
+        self._running_since = 0.0
 
     async def _get(self) -> tuple[bool, str]:
         try:
@@ -48,8 +51,9 @@ class ConnectivityCheck:
             return False, short_message(f"{type(exc).__name__}: {exc}")
 
     async def _check(self) -> bool:
+        started = time.monotonic()
         ok, detail = await self._get()
-        self._checked_at = time.monotonic()
+        self._checked_at = started
         changed = ok != self.ok
         self.ok, self.detail = ok, detail
         if changed:
@@ -64,11 +68,23 @@ class ConnectivityCheck:
     async def check(self) -> bool:
         """Check now (joining a check already running)."""
         if self._running is None or self._running.done():
+            self._running_since = time.monotonic()
             self._running = asyncio.create_task(self._check())
         return await asyncio.shield(self._running)
 
-    async def reachable(self) -> bool:
-        """The latest result if fresh, else a new check."""
-        if self._checked_at is not None and time.monotonic() - self._checked_at < self._fresh_s:
+    async def reachable(self, since: float | None = None) -> bool:
+        """Whether this vantage is connected, by a check that started at `since` or later
+        (time.monotonic(): when the failing probe started) and within `fresh_s`: the latest
+        result, the check running, or a new one."""
+        now = time.monotonic()
+        since = now - self._fresh_s if since is None else max(since, now - self._fresh_s)
+        if self._checked_at is not None and self._checked_at >= since:
             return self.ok
+        running = self._running
+        if running is not None and not running.done():
+            if self._running_since >= since:
+                return await asyncio.shield(running)
+            await asyncio.shield(running)  # one check at a time: then a new one
+            if self._checked_at is not None and self._checked_at >= since:
+                return self.ok
         return await self.check()
