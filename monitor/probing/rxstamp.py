@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import platform
 import select
@@ -46,6 +47,8 @@ _INT = struct.Struct("@i")
 _INT_ZERO = bytes(_INT.size)
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64"})
+log = logging.getLogger(__name__)
+
 STALE_NS = 60 * 1_000_000_000
 """A kernel stamp older than this (a clock step) is not believed."""
 PEEK_BYTES = 65536
@@ -139,21 +142,30 @@ class StampedSocket(socket.socket):
         return n
 
     def close(self) -> None:
-        if self._watched:
-            with self.rx_lock:
-                watcher().forget(self)
-                self._watched = False
-                super().close()
-        else:
+        with self.rx_lock:
+            self._unwatch()
             super().close()
+
+    def detach(self) -> int:
+        with self.rx_lock:
+            self._unwatch()
+            return super().detach()
+
+    def _unwatch(self) -> None:
+        if self._watched:
+            watcher().forget(self)
+            self._watched = False
 
     def note_arrival(self, buf: bytearray) -> None:
         """The watcher's peek: what the socket holds now, and the newest packet's stamp."""
         with self.rx_lock:
+            fd = self.fileno()
+            if fd < 0:  # closed or detached by a path that did not tell the watcher
+                return
             try:
                 # Peek only at bytes that are there: on an empty socket the peek would take a
                 # pending error (a refused connection, a reset) that the event loop must see.
-                if _INT.unpack(fcntl.ioctl(self.fileno(), termios.FIONREAD, _INT_ZERO))[0] <= 0:
+                if _INT.unpack(fcntl.ioctl(fd, termios.FIONREAD, _INT_ZERO))[0] <= 0:
                     return
                 n, ancillary, _flags, _addr = self.recvmsg_into(
                     [buf], _CMSG_SPACE, socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -216,8 +228,8 @@ class ArrivalWatcher:
                 self._thread.start()
         return True
 
-    def forget(self, sock: StampedSocket) -> None:
-        fd = sock.fileno()
+    def forget(self, sock: StampedSocket, fd: int | None = None) -> None:
+        fd = sock.fileno() if fd is None else fd
         with self._lock:
             if self._sockets.get(fd) is sock:
                 del self._sockets[fd]
@@ -240,8 +252,13 @@ class ArrivalWatcher:
             for fd, _mask in events:
                 with self._lock:
                     sock = self._sockets.get(fd)
-                if sock is not None:
+                if sock is None:
+                    continue
+                try:
                     sock.note_arrival(buf)
+                except Exception:  # never let one socket stop the stamps of all
+                    log.debug("noting an arrival failed", exc_info=True)
+                    self.forget(sock, fd)
             time.sleep(BATCH_S)  # let arrivals gather: fewer wake-ups, the same stamps
 
 
