@@ -119,6 +119,23 @@ def child_process(target: Callable[..., None], *args: Any) -> Iterator[tuple[Con
             proc.join(5)
 
 
+def _spin(conn: Connection, cpu: int | None) -> None:
+    die_with_parent()
+    if cpu is not None:
+        pin(cpu)
+    conn.close()
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def cpu_hog(cpu: int | None) -> Iterator[int]:
+    """A process that spins on `cpu` (any, unless given) until the block ends: another
+    program wanting the same core all the time. Yields its pid."""
+    with child_process(_spin, cpu) as (_conn, pid):
+        yield pid
+
+
 def receive(conn: Connection, timeout_s: float, what: str) -> Any:
     """The child's answer, or RuntimeError when it is late or died."""
     if not conn.poll(timeout_s):

@@ -29,6 +29,9 @@ simulator. At 20 tokens/s, all started at once (`--many-tps 20 --many-ramp-s 0`)
 simulator writes its first tokens up to 0.9 s late and every client's loop is saturated: a
 stress figure, not the measure of the clients.
 
+`--busy-neighbour` adds a process that spins on the clients' CPU all along (a machine with no
+CPU to spare): the client gets about half a core, and its loop falls behind the packets.
+
 Targets (issue 9), in every mode: at 100 streams TTFT error median ≤ 1 ms, p99 ≤ 5 ms,
 decode_tps error ≤ 2 %; at 1,000 streams every probe completes (no false timeout) and p99 TTFT
 error ≤ 15 ms. Ours' TTFT starts when the request was written (the connection phases are
@@ -64,7 +67,16 @@ from baselines import (
     print_line,
     sdk_reader,
 )
-from bench_procs import Control, child_process, pin, receive, runq_wait_ns, simulator, waited_ms
+from bench_procs import (
+    Control,
+    child_process,
+    cpu_hog,
+    pin,
+    receive,
+    runq_wait_ns,
+    simulator,
+    waited_ms,
+)
 
 from monitor.config import Workload, parse_config
 from monitor.probing.prompts import build_prompt, new_nonce
@@ -111,6 +123,7 @@ class Params:
     waves: dict[int, int]  # concurrency -> number of waves of that many concurrent probes
     many_tps: float | None = None  # the stream at MANY streams and more (None: `tps`)
     many_ramp_s: float = 0.0  # their starts spread evenly over this long
+    busy_neighbour: bool = False  # a process spinning on the clients' CPU
 
     @property
     def stream_s(self) -> float:
@@ -606,6 +619,11 @@ def parse_args() -> tuple[Params, tuple[str, ...], tuple[str, ...]]:
     ap.add_argument("--levels", default="1,100,1000")
     ap.add_argument("--modes", default=",".join(MODES), help="plain, hostile, pipe")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="ours, aiohttp, sdk")
+    ap.add_argument(
+        "--busy-neighbour",
+        action="store_true",
+        help="a process spins on the clients' CPU all along: a machine with no CPU to spare",
+    )
     args = ap.parse_args()
     waves = {1: args.sequential, 100: args.waves_100, 1000: args.waves_1000}
     modes = tuple(m for m in args.modes.split(",") if m)
@@ -621,6 +639,7 @@ def parse_args() -> tuple[Params, tuple[str, ...], tuple[str, ...]]:
         waves={lv: waves.get(lv, 1) for lv in (int(x) for x in args.levels.split(","))},
         many_tps=args.many_tps,
         many_ramp_s=args.many_ramp_s,
+        busy_neighbour=args.busy_neighbour,
     )
     return params, modes, clients
 
@@ -648,12 +667,15 @@ def main() -> None:
         f"deadlines {TIMEOUTS}"
     )
     cpus = f"simulator and hostile server on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
+    if params.busy_neighbour:
+        cpus += f"; a busy neighbour spins on CPU {CLIENT_CPU} all along"
     print(f"{cpus if (os.cpu_count() or 1) >= 2 else 'one CPU, unpinned'}\n", flush=True)
     start = time.perf_counter()
     runs: dict[tuple[str, int, str], LevelRun] = {}
     with (
         simulator(bench_farm(params), SERVER_CPU) as (base_url, sim_pid),
         hostile_process(cpu=SERVER_CPU) as hostile_url,
+        cpu_hog(CLIENT_CPU) if params.busy_neighbour else contextlib.nullcontext(),
     ):
         control = Control(base_url)
         print(HEADER)
