@@ -10,8 +10,8 @@ One stamp per read is not enough when the loop is late: a packet that waits in t
 the next one arrives is read with it, and the kernel keeps only the later stamp (it even merges
 the two in its queue). So a watcher thread (`ArrivalWatcher`) is woken by every arrival on every
 stamped socket, and notes at once how many bytes the socket then held and the kernel's stamp of
-the newest packet (a peek, which consumes nothing). A read then takes no more than one noted
-arrival brought, and that arrival's time: what the loop reads late keeps the time it came. The
+the newest packet (a peek, which consumes nothing). A read then takes no more than what one
+noted arrival brought, and that arrival's time: what the loop reads late keeps the time it came. The
 thread does nothing else, so only a stall of the whole process for a packet gap moves a stamp.
 
 Where the stamp is not available (another OS or architecture, or the kernel sent none) it is the
@@ -54,7 +54,8 @@ STALE_NS = 60 * 1_000_000_000
 PEEK_BYTES = 65536
 """The watcher looks this far into a socket's queue: further, its stamp is of the packet here."""
 BATCH_S = 0.002
-"""The watcher's pause after each round: packets 2 ms apart on one socket are noted apart."""
+"""The watcher's pause after each round (fewer wake-ups): packets closer than this on one socket
+may be noted as one arrival, with the later stamp, when the event loop also reads them late."""
 MAX_ARRIVALS = 1024
 """Arrivals noted per socket and not yet read; beyond, the newest absorbs the next ones."""
 
@@ -276,8 +277,9 @@ def watcher() -> ArrivalWatcher:
 
 
 def _forget_watcher_in_child() -> None:
-    global _watcher
+    global _watcher, _watcher_lock
     _watcher = None  # a forked child has the epoll but not its thread; it makes its own
+    _watcher_lock = threading.Lock()  # another thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):
