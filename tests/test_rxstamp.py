@@ -64,8 +64,10 @@ def test_arrival_is_the_socket_read_that_brought_the_byte() -> None:
     assert arrival(collections.deque([(100, 500)]), 50, 99) == 99  # never after the read
 
 
-@pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
-def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -> None:
+@contextlib.contextmanager
+def stamped_pair() -> Iterator[tuple[StampedSocket, socket.socket]]:
+    """A connected StampedSocket (the probe's end) and the server's end, on loopback, with
+    stamping switched on for the whole block."""
     keeper = stamp_keeper()
     assert keeper is not None
     time.sleep(0.05)  # Linux turns stamping on a moment after the first socket asks
@@ -77,17 +79,23 @@ def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -
         c.connect(listener.getsockname())
         server, _ = listener.accept()
         with server:
-            server.sendall(b"first")
-            sent = time.perf_counter_ns()
-            time.sleep(0.2)  # the reader is busy: the bytes wait in the kernel
-            assert c.recv(100) == b"first"
-            assert abs(c.rx_ns - sent) < 50_000_000, (c.rx_ns - sent) / 1e6
-            server.sendall(b"second")
-            time.sleep(0.1)
-            buf = bytearray(100)
-            before = time.perf_counter_ns()
-            assert c.recv_into(buf) == 6 and bytes(buf[:6]) == b"second"
-            assert c.rx_ns <= before - 50_000_000
+            yield c, server
+
+
+@pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
+def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -> None:
+    with stamped_pair() as (c, server):
+        server.sendall(b"first")
+        sent = time.perf_counter_ns()
+        time.sleep(0.2)  # the reader is busy: the bytes wait in the kernel
+        assert c.recv(100) == b"first"
+        assert abs(c.rx_ns - sent) < 50_000_000, (c.rx_ns - sent) / 1e6
+        server.sendall(b"second")
+        time.sleep(0.1)
+        buf = bytearray(100)
+        before = time.perf_counter_ns()
+        assert c.recv_into(buf) == 6 and bytes(buf[:6]) == b"second"
+        assert c.rx_ns <= before - 50_000_000
 
 
 @pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
@@ -95,31 +103,21 @@ def test_a_stamped_socket_reports_when_bytes_arrived_not_when_they_were_read() -
 def test_packets_that_wait_together_keep_their_own_arrival(into: bool) -> None:
     # The kernel keeps one stamp per read (the last packet's), and merges queued packets; the
     # watcher thread noted each arrival, so each read stops at one and has its time.
-    keeper = stamp_keeper()
-    assert keeper is not None
-    time.sleep(0.05)
-    with (
-        keeper,
-        socket.create_server(("127.0.0.1", 0)) as listener,
-        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
-    ):
-        c.connect(listener.getsockname())
-        server, _ = listener.accept()
-        with server:
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sent = []
-            for piece in (b"first", b"second", b"third"):
-                server.sendall(piece)
-                sent.append(time.perf_counter_ns())
-                time.sleep(0.15)  # nobody reads: all three wait in the kernel
-            got = []
-            buf = bytearray(100)
-            while sum(len(g) for g, _ in got) < 16:
-                if into:
-                    n = c.recv_into(buf)
-                    got.append((bytes(buf[:n]), c.rx_ns))
-                else:
-                    got.append((c.recv(100), c.rx_ns))
+    with stamped_pair() as (c, server):
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent = []
+        for piece in (b"first", b"second", b"third"):
+            server.sendall(piece)
+            sent.append(time.perf_counter_ns())
+            time.sleep(0.15)  # nobody reads: all three wait in the kernel
+        got = []
+        buf = bytearray(100)
+        while sum(len(g) for g, _ in got) < 16:
+            if into:
+                n = c.recv_into(buf)
+                got.append((bytes(buf[:n]), c.rx_ns))
+            else:
+                got.append((c.recv(100), c.rx_ns))
     assert [g for g, _ in got] == [b"first", b"second", b"third"]
     for (_, rx), t in zip(got, sent, strict=True):
         assert abs(rx - t) < 30_000_000, [
@@ -139,33 +137,22 @@ def test_the_watcher_forgets_closed_sockets_and_reads_stay_whole() -> None:
     assert watcher().watched() == before
     # The watcher may pick a socket just before the loop closes it: noting it then is a no-op.
     socks[0].note_arrival(bytearray(16))
-    with (
-        socket.create_server(("127.0.0.1", 0)) as listener,
-        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
-    ):
-        c.connect(listener.getsockname())
-        server, _ = listener.accept()
-        with server:
-            payload = bytes(range(256)) * 4096  # 1 MiB, more than the watcher peeks
-            threading.Thread(target=server.sendall, args=(payload,), daemon=True).start()
-            c.settimeout(5)
-            got = bytearray()
-            while len(got) < len(payload):
-                got += c.recv(1 << 20)
-            assert got == payload
-            assert not c.arrivals or c.arrivals[-1][0] <= c.consumed + 2 * 65536
-            assert c.consumed == len(payload)
+    with stamped_pair() as (c, server):
+        payload = bytes(range(256)) * 4096  # 1 MiB, more than the watcher peeks
+        threading.Thread(target=server.sendall, args=(payload,), daemon=True).start()
+        c.settimeout(5)
+        got = bytearray()
+        while len(got) < len(payload):
+            got += c.recv(1 << 20)
+        assert got == payload
+        assert not c.arrivals or c.arrivals[-1][0] <= c.consumed + 2 * 65536
+        assert c.consumed == len(payload)
 
 
 @pytest.mark.skipif(not rx_stamps_supported(), reason="kernel receive stamps are Linux-only")
 def test_the_watcher_leaves_a_reset_for_the_reader() -> None:
     # A peek at an empty socket would take its pending error: the reader must still see it.
-    with (
-        socket.create_server(("127.0.0.1", 0)) as listener,
-        StampedSocket(socket.AF_INET, socket.SOCK_STREAM) as c,
-    ):
-        c.connect(listener.getsockname())
-        server, _ = listener.accept()
+    with stamped_pair() as (c, server):
         server.sendall(b"data")
         time.sleep(0.05)
         assert c.recv(100) == b"data"
