@@ -16,7 +16,7 @@ from tests.tcpproxy import TcpProxy
 
 
 @contextlib.asynccontextmanager
-async def check_target() -> AsyncIterator[tuple[list[float], TcpProxy]]:
+async def check_target() -> AsyncIterator[tuple[str, list[float], TcpProxy]]:
     """A URL that answers 200 and records when, behind a proxy the test can cut."""
     hits: list[float] = []
 
@@ -32,7 +32,7 @@ async def check_target() -> AsyncIterator[tuple[list[float], TcpProxy]]:
     proxy = TcpProxy("127.0.0.1", runner.addresses[0][1])
     await proxy.start()
     try:
-        yield hits, proxy
+        yield f"http://127.0.0.1:{proxy.port}/ping", hits, proxy
     finally:
         await proxy.cut()
         await runner.cleanup()
@@ -42,8 +42,7 @@ async def test_a_check_from_before_the_failure_is_not_reused(
     session: aiohttp.ClientSession,
 ) -> None:
     changes: list[bool] = []
-    async with check_target() as (hits, proxy):
-        url = f"http://127.0.0.1:{proxy.port}/ping"
+    async with check_target() as (url, hits, proxy):
         check = ConnectivityCheck(
             session, url, timeout_s=2, fresh_s=30, on_change=lambda ok, _: changes.append(ok)
         )
@@ -65,8 +64,7 @@ async def test_a_check_from_before_the_failure_is_not_reused(
 async def test_the_failing_probes_of_a_round_share_one_check(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with check_target() as (hits, proxy):
-        url = f"http://127.0.0.1:{proxy.port}/ping"
+    async with check_target() as (url, hits, _proxy):
         check = ConnectivityCheck(session, url, timeout_s=2, fresh_s=30)
         started = time.monotonic()
         answers = await asyncio.gather(*(check.reachable(started) for _ in range(20)))
@@ -79,8 +77,7 @@ async def test_the_failing_probes_of_a_round_share_one_check(
 
 
 async def test_a_result_older_than_fresh_s_is_not_reused(session: aiohttp.ClientSession) -> None:
-    async with check_target() as (hits, proxy):
-        url = f"http://127.0.0.1:{proxy.port}/ping"
+    async with check_target() as (url, hits, _proxy):
         check = ConnectivityCheck(session, url, timeout_s=2, fresh_s=0.2)
         long_ago = time.monotonic() - 60  # a probe that hung for a minute, then failed
         assert await check.reachable(long_ago) is True and len(hits) == 1

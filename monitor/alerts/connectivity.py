@@ -50,8 +50,7 @@ class ConnectivityCheck:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return False, short_message(f"{type(exc).__name__}: {exc}")
 
-    async def _check(self) -> bool:
-        started = time.monotonic()
+    async def _check(self, started: float) -> bool:
         ok, detail = await self._get()
         self._checked_at = started
         changed = ok != self.ok
@@ -69,7 +68,7 @@ class ConnectivityCheck:
         """Check now (joining a check already running)."""
         if self._running is None or self._running.done():
             self._running_since = time.monotonic()
-            self._running = asyncio.create_task(self._check())
+            self._running = asyncio.create_task(self._check(self._running_since))
         return await asyncio.shield(self._running)
 
     async def reachable(self, since: float | None = None) -> bool:
