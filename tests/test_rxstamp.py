@@ -240,6 +240,10 @@ async def test_a_blocked_event_loop_does_not_move_ttft(
     assert result.outcome is Outcome.OK, result
     # Served 100 ms after the request was read; read off the socket some 300 ms later.
     assert result.ttft_ms is not None and 95 <= result.ttft_ms < 180, result.ttft_ms
+    # The headers went out at once: their arrival is stamped like the body's, not when the
+    # blocked loop got to them, so they never come after the first token.
+    assert result.ttfb_ms is not None and result.ttfb_ms < 50, result.ttfb_ms
+    assert result.ttfb_ms <= result.ttft_ms
     assert result.output_tokens == 3
     gap_ms = then_s * 1000
     assert result.max_gap_ms is not None and gap_ms - 5 <= result.max_gap_ms < gap_ms + 60

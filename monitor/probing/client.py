@@ -190,6 +190,10 @@ class Prober:
             a.message = short_message(str(exc) or type(exc).__name__, a.secrets)
             return build_result(a), False
         t0 = phases.sent_ns or phases.start_ns
+        proto = resp.connection.protocol if resp.connection is not None else None
+        if isinstance(proto, StampingHandler) and proto.headers_ns is not None:
+            # the headers' arrival, as the body's: the trace hook ran when the loop got to them
+            phases.headers_ns = max(proto.headers_ns, t0)
         if trace is not None:
             trace.t0_ns = t0
         try:

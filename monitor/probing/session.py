@@ -125,13 +125,15 @@ class PhaseTrace(aiohttp.TraceConfig):
 class StampingHandler(ResponseHandler):
     """aiohttp's protocol for one connection, noting when each piece of a response body
     reached the machine: `feeds` holds (body bytes received so far, its arrival as
-    perf_counter_ns) for every socket read that added body bytes. The arrival is the kernel's
+    perf_counter_ns) for every socket read that added body bytes, and `headers_ns` the arrival
+    of the read that completed the response headers. The arrival is the kernel's
     receive stamp when the socket is a `StampedSocket`, else the time of the read. The probe's
     reader takes its times from here, so a busy event loop delays its work, not its stamps."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sockets: _Sockets) -> None:
         super().__init__(loop)
         self.feeds: collections.deque[tuple[int, int]] = collections.deque()
+        self.headers_ns: int | None = None
         self._sockets = sockets
         self._sock: StampedSocket | None = None
 
@@ -147,6 +149,8 @@ class StampingHandler(ResponseHandler):
         before = self._payload
         super().data_received(data)
         payload = self._payload or before
+        if payload is not None and self.headers_ns is None:
+            self.headers_ns = t
         if payload is not None and (not self.feeds or payload.total_bytes > self.feeds[-1][0]):
             self.feeds.append((payload.total_bytes, t))
 
