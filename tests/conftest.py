@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import threading
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from monitor.config import Config, Target, parse_config
+from monitor.logs import stop_logging
 from monitor.probing.http import ClientSession, client_session
 from monitor.simulator import Simulator, quirks_farm, run_simulator
 from monitor.simulator.farm import Farm
@@ -27,6 +29,19 @@ from tests.factories import FAST_TIMEOUTS, config_doc, direct_target, openrouter
 
 API_KEY = "sk-sim-test-key-0123456789"
 SIM_THREAD_KEY = "sk-cli-test-secret-998877"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs the CLI in-process sets up provmon's logging: its listener writes to
+    that test's captured stderr. Undo it after the test, so later tests' records do not go to
+    a closed stream from the listener's thread."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    stop_logging()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

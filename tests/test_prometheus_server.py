@@ -47,10 +47,11 @@ def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
             }
         )
     )
+    binary = tool("prometheus")  # skips before anything is opened
     log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [
-            tool("prometheus"),
+            binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
