@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.probing.body import BodyDecoder, ByteBucket, EncodingError
+from monitor.probing.body import BodyDecoder, EncodingError, RateBucket
 from monitor.probing.chunks import Chunk, read_event
 from monitor.probing.metrics import StreamMeter, measure
 from monitor.probing.phases import Phases
@@ -183,8 +183,8 @@ def test_phase_arithmetic() -> None:
     assert (plain.dns_ms, plain.connect_ms, plain.tls_ms) == (None, 1, None)
 
 
-def test_byte_bucket_holds_back_only_beyond_the_burst() -> None:
-    bucket = ByteBucket(rate=1000.0, burst=500.0, now=0.0)
+def test_rate_bucket_holds_back_only_beyond_the_burst() -> None:
+    bucket = RateBucket(rate=1000.0, burst=500.0, now=0.0)
     assert bucket.take(400, 0.0) == 0.0  # within the burst
     assert bucket.take(200, 0.0) == pytest.approx(0.1)  # 100 bytes over at 1000/s
     assert bucket.take(0, 0.1) == 0.0  # refilled by then

@@ -206,3 +206,6 @@ def test_probe_byte_cap_and_target_tokenizer(tmp_path: Path) -> None:
         parse_config({"targets": [{**target, "tokenizer": str(tmp_path / "nope.json")}]}, {})
     with pytest.raises(ConfigError, match=r"probe\.max_stream_bytes"):
         parse_config({"probe": {"max_stream_bytes": 10}}, {})
+    assert parse_config({}, {}).probe.max_events_per_s == 10_000
+    with pytest.raises(ConfigError, match=r"probe\.max_events_per_s"):
+        parse_config({"probe": {"max_events_per_s": 10}}, {})

@@ -76,6 +76,23 @@ async def test_runaway_streams_end_at_the_byte_cap_or_the_deadline(
     assert hostile.hits[name] == 1
 
 
+async def test_a_stream_of_tiny_events_is_read_no_faster_than_the_event_cap(
+    hostile: Hostile, session: aiohttp.ClientSession
+) -> None:
+    # ~70-byte events: the byte cap alone would let ~60,000 a second through.
+    cfg = hostile_config(
+        hostile,
+        "endless",
+        probe={"max_stream_bytes": 64 * MIB, "max_events_per_s": 1000},
+        timeouts={"connect_s": 2, "first_token_s": 3, "total_s": 3},
+    )
+    r, elapsed = await probe_one(session, cfg)
+    assert (r.outcome, r.error_kind) == (Outcome.TIMEOUT, "timeout.total"), r
+    assert elapsed < 3 + 1.0
+    # A burst of 10,000 events, then 1,000 a second (each event is one token).
+    assert r.output_tokens is not None and 10_000 <= r.output_tokens <= 10_000 + 1000 * 3.5
+
+
 @pytest.fixture
 def hostile_elsewhere() -> Iterator[Hostile]:
     with hostile_process() as url:

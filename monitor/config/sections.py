@@ -191,6 +191,10 @@ class ProbeSettings(Section):
     max_bytes_per_s: Annotated[int, Field(ge=65536)] = 4 * 1024 * 1024
     """Beyond a 1 MiB burst, a stream is read no faster than this (a model streaming 10,000
     tokens/s sends about 1 MB/s): a runaway stream cannot take the CPU from the others."""
+    max_events_per_s: Annotated[int, Field(ge=1000)] = 10_000
+    """Beyond a burst of 10,000, a stream's events are read no faster than this (the fastest
+    models send a few thousand a second): a stream of tiny events, which costs CPU per event
+    rather than per byte, cannot take the CPU from the others either."""
 
 
 class ProviderLimits(Section):

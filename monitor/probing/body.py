@@ -1,6 +1,6 @@
 """Undoes a content-coding a provider applied although the probe asked for `identity`, in
 bounded steps: a gzip bomb yields at most `max_out` bytes per call, never all at once; and
-`ByteBucket`, which holds back a stream faster than any model streams.
+`RateBucket`, which holds back a stream faster than any model streams (in bytes or events).
 
 Pure (zlib only). aiohttp's own decompression is off for probes: it would inflate a whole read
 inside the event loop's data callback, before any byte cap or deadline could act.
@@ -59,10 +59,10 @@ class BodyDecoder:
         return bool(self._raw)
 
 
-class ByteBucket:
-    """A token bucket of bytes: `take` returns how long to pause (seconds, 0 when within
-    `rate` per second plus `burst`). Holding a runaway stream back leaves its bytes in the
-    kernel (TCP slows the sender) and the event loop to the other streams."""
+class RateBucket:
+    """A token bucket (of bytes, or of events): `take` returns how long to pause (seconds, 0
+    when within `rate` per second plus `burst`). Holding a runaway stream back leaves its bytes
+    in the kernel (TCP slows the sender) and the event loop to the other streams."""
 
     __slots__ = ("_at", "_burst", "_level", "_rate")
 

@@ -25,7 +25,7 @@ import aiohttp
 from monitor.clock import utc_now
 from monitor.config import ProbeSettings, Target, Timeouts, Workload
 from monitor.probing.attempt import Attempt, ProbeTrace, build_result, connection_error_kind
-from monitor.probing.body import BodyDecoder, ByteBucket, EncodingError
+from monitor.probing.body import BodyDecoder, EncodingError, RateBucket
 from monitor.probing.chunks import Chunk, Done, Malformed, read_event
 from monitor.probing.classify import Ending, classify_status, classify_stream, parse_retry_after
 from monitor.probing.metrics import StreamMeter, measure, needs_count
@@ -57,6 +57,8 @@ TOKEN_KEEP_CHARS = 1024 * 1024
 """Text left uncounted until the end (usage usually makes counting unneeded)."""
 BURST_BYTES = 1024 * 1024
 """Bytes a stream may deliver at once before `[probe] max_bytes_per_s` holds it back."""
+BURST_EVENTS = 10_000
+"""Events a stream may deliver at once before `[probe] max_events_per_s` holds it back."""
 COUNT_GRACE_S = 0.5
 """How long past its total deadline a probe may go on counting the tokens it received; what is
 left then is estimated."""
@@ -241,8 +243,10 @@ class Prober:
         r = _Reading(meter, trace, deadlines[1], self._timeouts.idle_s)
         first_deadline, total_deadline = deadlines
         loop = asyncio.get_running_loop()
-        cap = self._settings.max_stream_bytes
-        bucket = ByteBucket(self._settings.max_bytes_per_s, BURST_BYTES, loop.time())
+        settings = self._settings
+        cap = settings.max_stream_bytes
+        bytes_bucket = RateBucket(settings.max_bytes_per_s, BURST_BYTES, loop.time())
+        events_bucket = RateBucket(settings.max_events_per_s, BURST_EVENTS, loop.time())
         parser = SSEParser()
         received = decoded = 0
         body_head = bytearray()
@@ -281,7 +285,7 @@ class Prober:
                 r.slice_ns = time.perf_counter_ns()
                 stamp = arrival(feeds, received, r.slice_ns) if data else r.slice_ns
                 r.arrived_ns = max(stamp, meter.t0_ns)  # bytes sent before the request: not earlier
-            t = r.arrived_ns
+            t, events_before = r.arrived_ns, r.events
             try:
                 if data or decoder.pending:
                     decoder.push(data)
@@ -306,7 +310,10 @@ class Prober:
             if message is not None:
                 a.message = short_message(message, a.secrets)
             meter.tally.step(TOKEN_STEP_CHARS)
-            pause = bucket.take(len(data), loop.time())
+            now = loop.time()
+            pause = max(
+                bytes_bucket.take(len(data), now), events_bucket.take(r.events - events_before, now)
+            )
             if pause > 0:
                 await asyncio.sleep(pause)  # faster than any model streams: hold it back
             elif len(data) >= READ_BYTES or decoder.pending:
