@@ -120,7 +120,10 @@ def sim_config(
     metrics: bool = True,
     interval_s: float | dict[str, float] = 1.0,
     extra: str = "",
+    tool_calls: tuple[str, ...] = (),
 ) -> Path:
+    """`tool_calls`: providers probed with the `tools` workload (a tool_call quality probe)
+    beside `tiny`."""
     targets = "".join(
         f"""
 [[targets]]
@@ -129,7 +132,7 @@ model = "{DEMO_MODEL}"
 provider = "{p}"
 base_url = "{sim.direct_base_url(p)}"
 api_key_env = "SIM_KEY"
-workloads = ["tiny"]
+workloads = {'["tiny", "tools"]' if p in tool_calls else '["tiny"]'}
 interval_s = {interval_s.get(p, 1.0) if isinstance(interval_s, dict) else interval_s}
 """
         for p in providers
@@ -144,6 +147,10 @@ total_s = 5
 [workloads.tiny]
 input_tokens = 10
 max_tokens = 5
+[workloads.tools]
+kind = "tool_call"
+input_tokens = 10
+max_tokens = 100
 [uptime]
 min_samples = 2
 [database]

@@ -3,6 +3,8 @@ real `provmon run` whose counters and histograms agree with the probes in its da
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import sqlite3
 import subprocess
 import time
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from monitor.alerts.channels import WebhookChannel
@@ -21,6 +24,7 @@ from monitor.errors import ChannelError, ConfigError
 from monitor.exporter.health import NotificationCounts
 from monitor.exporter.model import Health, OutcomeWindows, ProbeSample, probe_line
 from monitor.exporter.registry import Metrics
+from monitor.exporter.server import Readiness, read_updates
 from monitor.results import Outcome, ProbeResult
 from monitor.simulator import DEMO_MODEL, Simulator
 from tests.metrics_helpers import (
@@ -86,11 +90,47 @@ def test_probe_line_round_trip() -> None:
         decode_tps=40.0,
         e2e_tps=30.0,
         cost_usd=0.001,
+        quality="schema_mismatch",
     )
     s = ProbeSample.from_line(probe_line(r))
     assert s.key == ("m/x", "P", "direct", "v", "short")
     assert (s.outcome, s.ttft_s, s.latency_s, s.decode_tps) == ("ok", 0.25, 1.0, 40.0)
     assert s.started_at_s == r.started_at.timestamp()
+    assert (s.quality, s.verdict) == ("schema_mismatch", "schema_mismatch")
+    plain = ProbeSample.from_line(probe_line(dataclasses.replace(r, quality=None)))
+    assert (plain.quality, plain.verdict) == (None, None)
+
+
+def test_only_ok_probes_have_a_verdict_to_count() -> None:
+    at = 1_800_000_000.0
+    assert sample("A", "ok", at, quality="ok").verdict == "ok"
+    assert sample("A", "ok", at, quality="invalid_json").verdict == "invalid_json"
+    assert sample("A", "stream_error", at, quality="invalid_json").verdict is None
+    assert sample("A", "ok", at).verdict is None  # a plain workload
+
+
+def test_the_metrics_process_reads_what_the_daemon_writes() -> None:
+    """The lines as `MetricsSidecar.observe` writes them (orjson), read by `read_updates`."""
+    m = Metrics("9.9.9", min_samples=1, failure_outcomes=["server_error"])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    base = ProbeResult(DEMO_MODEL, "A", "direct", "v", "tools", at, Outcome.OK, ttft_ms=100.0)
+    results = [
+        base,
+        dataclasses.replace(base, quality="ok"),
+        dataclasses.replace(base, quality="ok"),
+        dataclasses.replace(base, quality="no_tool_call"),
+        dataclasses.replace(base, outcome=Outcome.SERVER_ERROR, ttft_ms=None),
+    ]
+    stream = io.BytesIO(b"".join(orjson.dumps(probe_line(r)) + b"\n" for r in results))
+    read_updates(stream, m, Readiness())
+    samples = parse_samples(m.render(None)[0].decode())
+    verdicts = {
+        dict(labels)["verdict"]: v
+        for (name, labels), v in samples.items()
+        if name == "provmon_quality_verdicts_total"
+    }
+    assert verdicts == {"ok": 2, "no_tool_call": 1}
+    assert samples[("provmon_probes_total", _labels("tools", outcome="ok"))] == 4
 
 
 @pytest.mark.parametrize(
@@ -117,7 +157,9 @@ def test_metrics_section_is_optional() -> None:
 # --- the registry ------------------------------------------------------------------------------
 
 
-def sample(provider: str, outcome: str, at: float, **values: float | None) -> ProbeSample:
+def sample(
+    provider: str, outcome: str, at: float, quality: str | None = None, **values: float | None
+) -> ProbeSample:
     return ProbeSample(
         (DEMO_MODEL, provider, "direct", "v1", "short"),
         outcome,
@@ -128,7 +170,13 @@ def sample(provider: str, outcome: str, at: float, **values: float | None) -> Pr
         values.get("e2e_tps"),
         values.get("cost_usd"),
         at,
+        quality=quality,
     )
+
+
+def _labels(workload: str, **more: str) -> frozenset[tuple[str, str]]:
+    labels = {"model": DEMO_MODEL, "provider": "A", "route": "direct", "vantage": "v"}
+    return frozenset((labels | {"workload": workload} | more).items())
 
 
 def test_a_scrape_passes_promtool_and_has_every_series() -> None:
@@ -139,6 +187,9 @@ def test_a_scrape_passes_promtool_and_has_every_series() -> None:
     m.probe(sample("A", "ok", now, ttft_s=0.3, latency_s=1.2, connect_s=0.002, cost_usd=0.01))
     m.probe(sample("B", "server_error", now))
     m.probe(sample("B", "rate_limited", now))
+    for verdict in ("ok", "ok", "invalid_json"):
+        m.probe(sample("C", "ok", now, quality=verdict, ttft_s=0.2))
+    m.probe(sample("C", "timeout", now, quality="ok"))  # not an ok probe: no verdict counted
     m.alert_states({(DEMO_MODEL, "A", "direct"): "up", (DEMO_MODEL, "B", "direct"): "down"})
     m.database(True)
     m.health(Health(writer_queue_depth=7, budget_remaining_usd=1.5, notifications={"hook": {}}))
@@ -165,6 +216,9 @@ def test_a_scrape_passes_promtool_and_has_every_series() -> None:
     assert value("provmon_probe_connect_seconds_count", provider="A") == 1
     assert value("provmon_probe_ttft_seconds_count", provider="B") is None  # ok probes only
     assert value("provmon_probe_cost_usd_total", provider="A") == pytest.approx(0.01)
+    assert value("provmon_quality_verdicts_total", provider="C", verdict="ok") == 2
+    assert value("provmon_quality_verdicts_total", provider="C", verdict="invalid_json") == 1
+    assert value("provmon_quality_verdicts_total", provider="A") is None  # plain workloads
     assert value("provmon_uptime_ratio", provider="A", window="5m") == 1
     # B: one failure, one excluded (rate limited): below min_samples, so absent.
     assert value("provmon_uptime_ratio", provider="B", window="5m") is None
@@ -176,7 +230,7 @@ def test_a_scrape_passes_promtool_and_has_every_series() -> None:
     assert value("provmon_build_info", version="9.9.9") == 1
     # Every per-target series carries the five labels.
     for (name, labels), _ in samples.items():
-        if name.startswith(("provmon_probe", "provmon_uptime", "provmon_target")):
+        if name.startswith(("provmon_probe", "provmon_uptime", "provmon_target", "provmon_q")):
             assert {k for k, _ in labels} >= PER_TARGET, name
     # OpenMetrics too, for a Prometheus that asks for it.
     om, om_type = m.render("application/openmetrics-text; version=1.0.0")
@@ -216,16 +270,35 @@ def db_counts(db: Path) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     return by_outcome, ok
 
 
-def scraped_counts(text: str) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+def db_verdicts(db: Path) -> Counter[tuple[str, str, str]]:
+    """Quality verdicts of ok probes in the database per (provider, workload, verdict)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "select t.provider, p.workload, p.quality, count(*) from probes p "
+            "join targets t on t.id = p.target_id where p.outcome = 'ok' "
+            "and p.quality is not null group by t.provider, p.workload, p.quality"
+        ).fetchall()
+    return Counter({(p, w, q): n for p, w, q, n in rows})
+
+
+Counts = tuple[Counter[tuple[str, str]], Counter[str], Counter[tuple[str, str, str]]]
+
+
+def scraped_counts(text: str) -> Counts:
+    """Probes per (provider, outcome), TTFT counts per provider, quality verdicts per
+    (provider, workload, verdict)."""
     probes: Counter[tuple[str, str]] = Counter()
     ttft: Counter[str] = Counter()
+    verdicts: Counter[tuple[str, str, str]] = Counter()
     for (name, labels), v in parse_samples(text).items():
         ls = dict(labels)
         if name == "provmon_probes_total":
             probes[(ls["provider"], ls["outcome"])] += int(v)
         elif name == "provmon_probe_ttft_seconds_count":
             ttft[ls["provider"]] += int(v)
-    return probes, ttft
+        elif name == "provmon_quality_verdicts_total":
+            verdicts[(ls["provider"], ls["workload"], ls["verdict"])] += int(v)
+    return probes, ttft, verdicts
 
 
 @pytest.mark.timeout(120)
@@ -234,7 +307,9 @@ def scraped_counts(text: str) -> tuple[Counter[tuple[str, str]], Counter[str]]:
 def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     url = f"sqlite+aiosqlite:///{db}"
-    cfg = sim_config(threaded_sim, url, tmp_path, PROVIDERS, interval_s=INTERVALS)
+    cfg = sim_config(
+        threaded_sim, url, tmp_path, PROVIDERS, interval_s=INTERVALS, tool_calls=("plain",)
+    )
     token = uuid.uuid4().hex
     with running(cfg, extra_env={"PROVMON_TEST_TOKEN": token}) as daemon:
         base = daemon.metrics_url()
@@ -242,7 +317,7 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
         deadline = time.monotonic() + 20
         while True:  # until the 503 target is DOWN and every target has probes
             _, text = get(f"{base}/metrics")
-            probes, _ = scraped_counts(text)
+            probes, _, _ = scraped_counts(text)
             down = 'provider="http-503",route="direct",state="down"'
             if all(any(p == k for k, _ in probes) for p in PROVIDERS) and f"{down}" in text:
                 line = next(x for x in text.splitlines() if down in x)
@@ -268,18 +343,18 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
         for _ in range(60):
             _, before = get(f"{base}/metrics")
             time.sleep(0.5)
-            stored, stored_ok = db_counts(db)
+            stored = (*db_counts(db), db_verdicts(db))
             _, after = get(f"{base}/metrics")
-            if scraped_counts(before) == scraped_counts(after) and db_counts(db) == (
-                stored,
-                stored_ok,
-            ):
+            if scraped_counts(before) == scraped_counts(after) and db_counts(db) == stored[:2]:
                 break
         else:
             pytest.fail("no quiet moment between two scrapes in 60 tries")
-        probes, ttft_counts = scraped_counts(before)
-        assert probes == stored
-        assert ttft_counts == stored_ok  # histogram counts = ok probes
+        probes, ttft_counts, verdicts = scraped_counts(before)
+        assert probes == stored[0]
+        assert ttft_counts == stored[1]  # histogram counts = ok probes
+        assert verdicts == stored[2]  # the quality verdicts of ok tool-call probes
+        assert verdicts[("plain", "tools", "ok")] > 0
+        assert {w for _, w, _ in verdicts} == {"tools"}  # none for the plain workload
         assert probes[("http-429", "rate_limited")] > 0
         connects = [
             v

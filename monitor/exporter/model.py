@@ -1,8 +1,9 @@
 """What the daemon tells its metrics process, as plain values, and the uptime windows. Pure.
 
-The daemon sends one line per probe (`probe_line`) and a `Health` snapshot every second over
-the metrics process's stdin; `OutcomeWindows` keeps, per series, ok and failed counts per minute
-(last 31) and per hour (last 25) for the 5m / 30m / 1d uptime ratios.
+The daemon sends one line per probe (`probe_line`, read back by `ProbeSample.from_line`: the
+two change together) and a `Health` snapshot every second over the metrics process's stdin;
+`OutcomeWindows` keeps, per series, ok and failed counts per minute (last 31) and per hour
+(last 25) for the 5m / 30m / 1d uptime ratios.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def probe_line(r: ProbeResult) -> list[Any]:
         r.error_kind,
         r.input_tokens,
         r.output_tokens,
+        r.quality,
     ]
 
 
@@ -66,13 +68,20 @@ class ProbeSample:
     error_kind: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    quality: str | None = None
+    """A quality workload's verdict on the answer (`ProbeResult.quality`), else None."""
 
     @classmethod
     def from_line(cls, line: Sequence[Any]) -> ProbeSample:
-        _, m, p, r, v, w, outcome, ttft, lat, conn, dec, e2e, cost, at, kind, tin, tout = line
-        return cls(
-            (m, p, r, v, w), outcome, ttft, lat, conn, dec, e2e, cost, float(at), kind, tin, tout
-        )
+        _, m, p, r, v, w, outcome, ttft, lat, conn, dec, e2e, cost, at, kind, tin, tout, q = line
+        key = (m, p, r, v, w)
+        return cls(key, outcome, ttft, lat, conn, dec, e2e, cost, float(at), kind, tin, tout, q)
+
+    @property
+    def verdict(self) -> str | None:
+        """The quality verdict to count: an ok probe's of a quality workload, as the hourly
+        rollups count them (`Rollup.qualities`); None for plain workloads and other outcomes."""
+        return self.quality if self.outcome == "ok" and self.quality else None
 
 
 @dataclass(frozen=True, slots=True)

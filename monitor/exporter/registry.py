@@ -107,6 +107,14 @@ class Metrics:
             buckets=TPS_BUCKETS,
             registry=r,
         )
+        self.quality = Counter(
+            "provmon_quality_verdicts",
+            "Quality verdicts of ok probes of tool_call and structured workloads, by verdict "
+            "(ok, invalid_json, unknown_tool, schema_mismatch, no_tool_call, "
+            "no_structured_output).",
+            (*LABELS, "verdict"),
+            registry=r,
+        )
         self.cost = Counter(
             "provmon_probe_cost_usd",
             "What probing cost, in US dollars.",
@@ -144,6 +152,8 @@ class Metrics:
                     hist.labels(*key).observe(value)
         if s.connect_s is not None:
             self.connect.labels(*key).observe(s.connect_s)
+        if (verdict := s.verdict) is not None:
+            self.quality.labels(*key, verdict).inc()
         if s.cost_usd:
             self.cost.labels(*key).inc(max(0.0, s.cost_usd))
         with self.lock:
