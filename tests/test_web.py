@@ -20,6 +20,7 @@ from monitor.reporting.job import accounting
 from monitor.results import Outcome
 from monitor.stats import percentile
 from monitor.storage.database import make_engine
+from monitor.web.pages import PROVIDER_HEADERS
 from monitor.web.security import CONTENT_SECURITY_POLICY, Listen
 from monitor.web.server import running
 from monitor.web.site import site_from_config
@@ -145,6 +146,57 @@ async def test_endpoints_numbers_from_the_probes(served: Served) -> None:
     assert alpha["rate_limited_last_30m"] > 0 and alpha["uptime_last_30m"] == 100.0
     other = await get_json(f"{served.url}/api/v1/models/{OTHER_MODEL}/endpoints")
     assert other["data"]["endpoints"][0]["status"] == "down"
+
+
+def quality_share(s: Served, provider: str, workload: str, seconds: float) -> float:
+    verdicts = [
+        p.quality
+        for p in window_probes(s, provider, seconds)
+        if p.workload == workload and p.outcome is Outcome.OK
+    ]
+    assert verdicts and None not in verdicts
+    return 100 * sum(v != "ok" for v in verdicts) / len(verdicts)
+
+
+def headers(html: str) -> list[str]:
+    found = re.search(r'<thead id="providers-head"[^>]*><tr>(.*?)</tr>', html, re.S)
+    assert found is not None
+    return re.findall(r"<th>(.*?)</th>", found.group(1))
+
+
+async def test_quality_shares_and_their_columns(served: Served) -> None:
+    doc = await get_json(f"{served.url}/api/v1/models/{MODEL}/endpoints")
+    endpoints = doc["data"]["endpoints"]
+    by_provider = {ep["provider_name"]: ep for ep in endpoints}
+    alpha, beta, hostile = by_provider["Alpha"], by_provider["Beta"], by_provider[HOSTILE]
+    for window, seconds in (("30m", 1800), ("1d", 86400)):
+        tools = quality_share(served, "Alpha", "tools", seconds)
+        assert alpha[f"tool_call_error_pct_last_{window}"] == pytest.approx(tools)
+        assert 0 < tools < 100
+        json_share = quality_share(served, "Alpha", "json", seconds)
+        assert alpha[f"structured_error_pct_last_{window}"] == pytest.approx(json_share)
+        mine = quality_share(served, HOSTILE, "json", seconds)
+        assert hostile[f"structured_error_pct_last_{window}"] == pytest.approx(mine)
+        assert hostile[f"tool_call_error_pct_last_{window}"] is None  # no tool-call workload
+        for kind in ("tool_call", "structured"):
+            assert beta[f"{kind}_error_pct_last_{window}"] is None  # no quality probes
+    # the model page shows the day's shares, "–" where a target has none
+    _, _, html = await get(f"{served.url}/models/{MODEL}")
+    shown = headers(html)
+    assert shown[-3:] == ["Tool-call errors 1d", "Structured errors 1d", "Last probe"]
+    for ep, row in zip(endpoints, rows(html, "providers-body"), strict=True):
+        assert len(re.findall(r"<td[ >]", row)) == len(shown)
+        for field in ("tool_call_error_pct_last_1d", "structured_error_pct_last_1d"):
+            cell = re.search(rf'data-field="{field}" data-value="([^"]*)">([^<]*)<', row)
+            assert cell is not None
+            value = ep[field]
+            assert cell.group(2) == ("–" if value is None else f"{value:.1f}%")
+            assert cell.group(1) == ("" if value is None else repr(value))
+    assert "Tool-call and structured errors" in html
+    # a model without quality probes: the table it had before they existed
+    _, _, plain = await get(f"{served.url}/models/{OTHER_MODEL}")
+    assert headers(plain) == list(PROVIDER_HEADERS)
+    assert "error_pct" not in plain and "Tool-call" not in plain
 
 
 async def test_hostile_provider_names_are_escaped_everywhere(served: Served) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from monitor.cli import main
-from tests.webdata import MODEL, OTHER_MODEL, get_json, serving
+from tests.webdata import HOSTILE, MODEL, OTHER_MODEL, get_json, serving
 
 
 def test_api_matches_provmon_status_json(
@@ -32,6 +33,7 @@ def test_api_matches_provmon_status_json(
     status = json.loads(capsys.readouterr().out)
     targets = {(t["model"], t["provider"], t["route"]): t for t in status["targets"]}
     compared = 0
+    shares: Counter[tuple[str, str]] = Counter()
     for model, eps in endpoints.items():
         for ep in eps:
             t = targets[(model, ep["provider_name"], ep["route"])]
@@ -48,11 +50,23 @@ def test_api_matches_provmon_status_json(
             assert ep["probes_last_1d"] == w["1d"]["probes"]
             assert ep["rate_limited_last_30m"] == w["30m"]["rate_limited"]
             assert ep["last_outcome"] == t["last_outcome"]
+            for kind in ("tool_call", "structured"):
+                for window in ("30m", "1d"):
+                    share = ep[f"{kind}_error_pct_last_{window}"]
+                    assert share == w[window][f"{kind}_error_pct"]
+                    if share is not None:
+                        shares[(ep["provider_name"], kind)] += 1
             assert datetime.fromisoformat(ep["last_probe_at"]) == datetime.fromisoformat(
                 t["last_probe_at"]
             )
             compared += 1
     assert compared == len(status["targets"]) == 4
+    # Alpha probes both quality kinds, the hostile-named target structured answers only
+    assert shares == {
+        ("Alpha", "tool_call"): 2,
+        ("Alpha", "structured"): 2,
+        (HOSTILE, "structured"): 2,
+    }
     for row in models:
         summary = status["models"][row["id"]]
         assert row["targets"] == summary["targets"]

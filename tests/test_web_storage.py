@@ -124,3 +124,36 @@ async def test_reads_with_and_without_the_cache_agree(migrated: AsyncEngine) -> 
         assert written.round_times[-1] < probe.started_at
     finally:
         await cache.close()
+
+
+async def test_the_day_keeps_each_workloads_quality_verdicts(migrated: AsyncEngine) -> None:
+    """Settled hours are merged per target and workload, so their verdicts keep their kind."""
+    cfg = web_config()
+    site = site_from_config(cfg, accounting(cfg))
+    now = utc_now()
+    settled, recent = now - timedelta(hours=3), now - timedelta(minutes=10)
+    verdicts = [
+        (settled, "tools", ("ok", "ok", "ok", "invalid_json")),
+        (settled, "json", ("schema_mismatch", "ok")),
+        (recent, "tools", ("no_tool_call",)),
+    ]
+    probes = [
+        result(model=MODEL, workload=w, started_at=at, vantage=cfg.vantage, quality=q)
+        for at, w, qs in verdicts
+        for q in qs
+    ]
+    probes.append(result(model=MODEL, started_at=recent, vantage=cfg.vantage))  # plain
+    await Store(migrated).insert_probes([(f"q{n:031d}", r) for n, r in enumerate(probes)])
+    cache = SettledCache()
+    try:
+        for using in (None, cache, cache):  # read, computed into the cache, served from it
+            live = await read.model_live(migrated, site, MODEL, now, using)
+            (alpha,) = [s for s in live.statuses if s.provider == "Alpha"]
+            day, w30 = alpha.windows["1d"], alpha.windows["30m"]
+            assert (day.tool_call_error_pct, day.structured_error_pct) == (40.0, 50.0)
+            assert (w30.tool_call_error_pct, w30.structured_error_pct) == (100.0, None)
+            (beta,) = [s for s in live.statuses if s.provider == "Beta"]
+            assert beta.windows["1d"].tool_call_error_pct is None
+        assert cache.served > 0
+    finally:
+        await cache.close()

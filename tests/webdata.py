@@ -35,6 +35,8 @@ PROVIDERS = ("Alpha", "Beta", HOSTILE)
 ROUNDS = 40
 """Rounds one minute apart; the last ends 30 s before `now`, so no probe sits within 30 s of
 the 5- and 30-minute window edges while a test runs."""
+QUALITY_WORKLOADS = {"Alpha": ("tools", "json"), HOSTILE: ("json",)}
+"""Quality workloads probed beside `short` (Beta and Gamma have none: their shares are null)."""
 
 
 def config_text(db_url: str) -> str:
@@ -45,6 +47,14 @@ def config_text(db_url: str) -> str:
         "[schedule]",
         "interval_s = 60",
         "jitter_s = 1",
+        "[workloads.tools]",
+        'kind = "tool_call"',
+        "input_tokens = 10",
+        "max_tokens = 100",
+        "[workloads.json]",
+        'kind = "structured"',
+        "input_tokens = 10",
+        "max_tokens = 100",
     ]
     targets = [(MODEL, p) for p in PROVIDERS] + [(OTHER_MODEL, "Gamma")]
     for model, provider in targets:
@@ -58,6 +68,7 @@ def config_text(db_url: str) -> str:
             "context_length = 32768",
             "input_price_per_mtok = 0.5",
             "output_price_per_mtok = 0.75",
+            f"workloads = {list(('short', *QUALITY_WORKLOADS.get(provider, ())))!r}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -72,6 +83,13 @@ def write_config(tmp_path: Path, db_url: str) -> tuple[Path, Config]:
 class Written:
     probes: list[ProbeResult]
     round_times: list[datetime]
+
+
+def _quality(workload: str, i: int) -> str:
+    """A verdict for round `i`: tool calls break 1 in 5 times, structured answers 1 in 8."""
+    if workload == "tools":
+        return "invalid_json" if i % 5 == 2 else "ok"
+    return "schema_mismatch" if i % 8 == 5 else "ok"
 
 
 def _outcome(provider: str, model: str, i: int) -> Outcome:
@@ -111,7 +129,7 @@ async def write_probes(engine: Engine, cfg: Config, now: datetime) -> Written:
     rounds = [now - timedelta(seconds=30 + 60 * (ROUNDS - 1 - i)) for i in range(ROUNDS)]
     for i, at in enumerate(rounds):
         batch = []
-        for t in cfg.targets:
+        for t, workload in ((target, w) for target in cfg.targets for w in target.workloads):
             outcome = _outcome(t.provider, t.model, i)
             speed = {"Alpha": 1.0, "Beta": 0.7}.get(t.provider, 0.5)
             kind = {Outcome.SERVER_ERROR: "http.503", Outcome.TIMEOUT: "timeout.ttft"}
@@ -131,9 +149,11 @@ async def write_probes(engine: Engine, cfg: Config, now: datetime) -> Written:
                     "decode_tps": rng.uniform(80, 120) * speed,
                     "e2e_tps": rng.uniform(60, 90) * speed,
                 }
+                if workload != "short":
+                    values["quality"] = _quality(workload, i)
             else:
                 values["error_kind"] = kind[outcome]
-            batch.append(ProbeResult(workload="short", **values))
+            batch.append(ProbeResult(workload=workload, **values))
         await store.insert_probes([(f"r{i:03d}{n:028d}", r) for n, r in enumerate(batch)])
         probes += batch
         clock[0] = at + timedelta(seconds=2)

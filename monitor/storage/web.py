@@ -33,7 +33,7 @@ async def recent_samples(
     engine: AsyncEngine, start: datetime, end: datetime, model: str | None = None
 ) -> list[ProbeResult]:
     """Probes started in [start, end), optionally of one model, with only what the live pages
-    read: outcome, time, TTFT, e2e latency, decode and e2e speed."""
+    read: outcome, time, TTFT, e2e latency, decode and e2e speed, quality verdict."""
     c = ProbeRow.__table__.c
     query = (
         select(
@@ -48,6 +48,7 @@ async def recent_samples(
             c.latency_ms,
             c.decode_tps,
             c.e2e_tps,
+            c.quality,
         )
         .join(TargetRow, TargetRow.id == ProbeRow.target_id)
         .where(ProbeRow.started_at >= start, ProbeRow.started_at < end)
@@ -72,6 +73,7 @@ async def recent_samples(
             latency_ms=row.latency_ms,
             decode_tps=row.decode_tps,
             e2e_tps=row.e2e_tps,
+            quality=row.quality,
         )
         for row in rows
     ]

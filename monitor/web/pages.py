@@ -150,6 +150,18 @@ PROVIDER_HEADERS = (
 )
 
 
+QUALITY_COLUMNS = (
+    ("tool_call_error_pct_last_1d", "Tool-call errors 1d"),
+    ("structured_error_pct_last_1d", "Structured errors 1d"),
+)
+
+
+def quality_columns(endpoints: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(field, header) of each quality share some target has a value of: none, and the table
+    is the one without quality probes."""
+    return [c for c in QUALITY_COLUMNS if any(ep[c[0]] is not None for ep in endpoints)]
+
+
 def endpoint_text(tag: str | None, quantization: str | None) -> str:
     """`deepinfra/fp8`, or the tag and the quantization when the tag does not name it."""
     if tag and quantization and not tag.endswith(f"/{quantization}"):
@@ -160,6 +172,7 @@ def endpoint_text(tag: str | None, quantization: str | None) -> str:
 def provider_rows(endpoints: Sequence[dict[str, Any]], now: datetime) -> str:
     if not endpoints:
         return f'<tr><td colspan="{len(PROVIDER_HEADERS)}">No targets.</td></tr>'
+    quality = quality_columns(endpoints)
     out = []
     for ep in endpoints:
         tag = endpoint_text(ep["tag"], ep["quantization"])
@@ -188,6 +201,7 @@ def provider_rows(endpoints: Sequence[dict[str, Any]], now: datetime) -> str:
             + _value_cell("uptime_last_1d", ep["uptime_last_1d"], pct(ep["uptime_last_1d"]))
             + _value_cell("latency_last_30m.p50", latency, ms(latency))
             + _value_cell("throughput_last_30m.p50", speed, tps(speed))
+            + "".join(_value_cell(f, ep[f], pct(ep[f])) for f, _ in quality)
             + f'<td data-field="last_probe_at" data-value="{e(last or "")}" '
             f'title="{e(last_title)}">{e(last_text)}</td>'
             "</tr>"
@@ -314,19 +328,29 @@ def model_page(
         for metric, label, unit in CHARTS
     )
     method = "".join(f"<li>{e(line)}</li>" for line in accounting)
+    quality = quality_columns(endpoints)
+    headers = [*PROVIDER_HEADERS[:-1], *(h for _, h in quality), PROVIDER_HEADERS[-1]]
     body = (
         f"<h1>{name}</h1>"
         f'<p class="sub">{len(endpoints)} targets, measured by this monitor · '
         f'<a href="{e(api)}/endpoints">endpoints JSON</a> · '
         f'<a href="{e(api)}/uptime?days={days}">uptime JSON</a></p>'
         f'<section id="providers"><h2>Providers for {name}</h2>'
-        '<div class="scroll"><table class="providers"><thead><tr>'
-        + "".join(f"<th>{h}</th>" for h in PROVIDER_HEADERS)
+        '<div class="scroll"><table class="providers"><thead id="providers-head" data-live="1">'
+        "<tr>"
+        + "".join(f"<th>{h}</th>" for h in headers)
         + f'</tr></thead><tbody id="providers-body" data-live="1">{provider_rows(endpoints, now)}'
         "</tbody></table></div>"
         '<p class="note">Uptime = ok ÷ (ok + failures); rate-limited, client-error and monitor '
         "probes are left out. TTFT and throughput: the median over the last 30 minutes of ok "
-        "probes; throughput is output tokens ÷ latency. Status is the alert state.</p></section>"
+        "probes; throughput is output tokens ÷ latency. Status is the alert state."
+        + (
+            " Tool-call and structured errors: of the last day's ok probes of those quality "
+            "workloads, the share whose answer was broken (not counted as downtime)."
+            if quality
+            else ""
+        )
+        + "</p></section>"
         f'<section id="performance"><h2>Performance for {name}</h2>{_controls(window)}'
         f'<div class="charts" id="charts" data-api="{e(api)}" data-window="{e(window)}">'
         f"{charts}</div>"

@@ -100,21 +100,22 @@ async def day_rollups(
     cache: SettledCache | None = None,
 ) -> dict[RollupKey, Rollup]:
     """The rollups `provmon status` reads for its day window (the hours overlapping the last
-    24 hours): the settled hours merged per target, the recent ones as stored."""
+    24 hours): the settled hours merged per target and workload (a workload's kind decides
+    which quality share its verdicts go to), the recent ones as stored."""
     start = hour_of(now - timedelta(days=1))
 
-    async def settled(a: datetime, b: datetime) -> dict[TargetKey, Rollup]:
+    async def settled(a: datetime, b: datetime) -> dict[tuple[TargetKey, str], Rollup]:
         found = await rollups_between(engine, a, b, model, metrics=metrics)
-        per: dict[TargetKey, list[Rollup]] = {}
-        for (key, _v, _w, _h), r in found.items():
-            per.setdefault(key, []).append(r)
-        return {key: merge_rollups(rs) for key, rs in per.items()}
+        per: dict[tuple[TargetKey, str], list[Rollup]] = {}
+        for (key, _v, workload, _h), r in found.items():
+            per.setdefault((key, workload), []).append(r)
+        return {kw: merge_rollups(rs) for kw, rs in per.items()}
 
     until, merged = await _split(
         cache, ("day", model, metrics), start, hour_of(now - SETTLE), settled
     )
     tail = await rollups_between(engine, until, now, model, metrics=metrics, recent=True)
-    return {(key, "*", "*", start): r for key, r in merged.items()} | tail
+    return {(key, "*", workload, start): r for (key, workload), r in merged.items()} | tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,7 @@ async def model_live(
         gather_all(target_states(engine), latest_listing(engine, model, now - LISTING_MAX_AGE)),
     )
     keys = model_keys(model, site, recent, day)
-    statuses = target_status(keys, recent, day, states, now, site.accounting)
+    statuses = target_status(keys, recent, day, states, now, site.accounting, site.kinds)
     return ModelLive(model, statuses, recent, listing)
 
 
@@ -180,7 +181,7 @@ async def models_index(
         open_incident_counts(engine),
     )
     keys = list(dict.fromkeys([*site.targets, *sorted({k[0] for k in day})]))
-    statuses = target_status(keys, [], day, states, now, site.accounting)
+    statuses = target_status(keys, [], day, states, now, site.accounting, site.kinds)
     rows = model_rows(statuses, day, open_counts, site.accounting)
     order = {m: i for i, m in enumerate(site.models())}
     return sorted(rows, key=lambda r: (order.get(r["id"], len(order)), r["id"]))

@@ -56,7 +56,8 @@ def _first(a: float | None, b: float | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """The configured targets (in config order), their facts and the uptime accounting."""
+    """The configured targets (in config order), their facts, the uptime accounting and each
+    workload's kind (`kinds`: name → plain, tool_call or structured; for the quality shares)."""
 
     targets: tuple[TargetKey, ...]
     accounting: Accounting
@@ -64,6 +65,7 @@ class Site:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     vantage: str = "local"
     refresh_s: float = 5.0
+    kinds: Mapping[str, str] = field(default_factory=dict)
 
     def models(self) -> list[str]:
         return list(dict.fromkeys(t[0] for t in self.targets))
@@ -95,4 +97,5 @@ def site_from_config(cfg: Config, acct: Accounting, refresh_s: float = 5.0) -> S
         maintenance=cfg.maintenance,
         vantage=cfg.vantage,
         refresh_s=refresh_s,
+        kinds={name: w.kind for name, w in cfg.workloads.items()},
     )
