@@ -315,11 +315,12 @@ def test_a_running_daemon_counts_what_it_stores(threaded_sim: Simulator, tmp_pat
         base = daemon.metrics_url()
         assert get(f"{base}/healthz")[0] == 200
         deadline = time.monotonic() + 20
-        while True:  # until the 503 target is DOWN and every target has probes
+        while True:  # until the 503 target is DOWN, every target has probes, and a verdict
             _, text = get(f"{base}/metrics")
-            probes, _, _ = scraped_counts(text)
+            probes, _, verdicts = scraped_counts(text)
             down = 'provider="http-503",route="direct",state="down"'
-            if all(any(p == k for k, _ in probes) for p in PROVIDERS) and f"{down}" in text:
+            have = all(any(p == k for k, _ in probes) for p in PROVIDERS) and bool(verdicts)
+            if have and f"{down}" in text:
                 line = next(x for x in text.splitlines() if down in x)
                 if line.endswith(" 1.0"):
                     break
