@@ -76,44 +76,46 @@ async def test_runaway_streams_end_at_the_byte_cap_or_the_deadline(
     assert hostile.hits[name] == 1
 
 
-async def test_a_stream_of_tiny_events_is_read_no_faster_than_the_event_cap(
-    hostile: Hostile, session: aiohttp.ClientSession
-) -> None:
-    # ~70-byte events: the byte cap alone would let ~60,000 a second through.
-    cfg = hostile_config(
-        hostile,
-        "endless",
-        probe={"max_stream_bytes": 64 * MIB, "max_events_per_s": 1000},
-        timeouts={"connect_s": 2, "first_token_s": 3, "total_s": 3},
-    )
-    r, elapsed = await probe_one(session, cfg)
-    assert (r.outcome, r.error_kind) == (Outcome.TIMEOUT, "timeout.total"), r
-    assert elapsed < 3 + 1.0
-    # A burst of 10,000 events, then 1,000 a second (each event is one token).
-    assert r.output_tokens is not None and 10_000 <= r.output_tokens <= 10_000 + 1000 * 3.5
-
-
 @pytest.fixture
 def hostile_elsewhere() -> Iterator[Hostile]:
     with hostile_process() as url:
         yield Hostile(url=url)
 
 
+async def probe_endless(
+    hostile: Hostile, session: aiohttp.ClientSession, total_s: float, **probe: int
+) -> tuple[ProbeResult, float]:
+    """The never-ending fast stream, probed with these `[probe]` bounds for `total_s`."""
+    timeouts = {"connect_s": 2, "first_token_s": total_s, "total_s": total_s}
+    return await probe_one(
+        session, hostile_config(hostile, "endless", probe=probe, timeouts=timeouts)
+    )
+
+
 async def test_a_runaway_stream_is_read_no_faster_than_the_rate_cap(
     hostile: Hostile, session: aiohttp.ClientSession
 ) -> None:
-    cfg = hostile_config(
-        hostile,
-        "endless",
-        probe={"max_stream_bytes": 3 * MIB, "max_bytes_per_s": 2 * MIB},
-        timeouts={"connect_s": 2, "first_token_s": 5, "total_s": 5},
+    r, elapsed = await probe_endless(
+        hostile, session, 5, max_stream_bytes=3 * MIB, max_bytes_per_s=2 * MIB
     )
-    r, elapsed = await probe_one(session, cfg)
     assert (r.outcome, r.error_kind) in (
         (Outcome.STREAM_ERROR, "stream.too_large"),
         (Outcome.TIMEOUT, "timeout.total"),  # a CPU starved by other work reads slower still
     ), r
     assert elapsed >= (3 - 1) / 2 * 0.9  # 1 MiB burst, then 2 MiB/s
+
+
+async def test_a_stream_of_tiny_events_is_read_no_faster_than_the_event_cap(
+    hostile: Hostile, session: aiohttp.ClientSession
+) -> None:
+    # ~70-byte events: the byte cap alone would let ~60,000 a second through.
+    r, elapsed = await probe_endless(
+        hostile, session, 3, max_stream_bytes=64 * MIB, max_events_per_s=1000
+    )
+    assert (r.outcome, r.error_kind) == (Outcome.TIMEOUT, "timeout.total"), r
+    assert elapsed < 3 + 1.0
+    # A burst of 10,000 events, then 1,000 a second (each event is one token).
+    assert r.output_tokens is not None and 10_000 <= r.output_tokens <= 10_000 + 1000 * 3.5
 
 
 async def test_innocent_neighbours_keep_their_timings_beside_hostile_streams(

@@ -13,6 +13,7 @@ never-ending fast stream) can starve the others or outlive its own total deadlin
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -193,9 +194,10 @@ class Prober:
             return build_result(a), False
         t0 = phases.sent_ns or phases.start_ns
         proto = resp.connection.protocol if resp.connection is not None else None
-        if isinstance(proto, StampingHandler) and proto.headers_ns is not None:
+        handler = proto if isinstance(proto, StampingHandler) else None
+        if handler is not None and handler.headers_ns is not None:
             # the headers' arrival, as the body's: the trace hook ran when the loop got to them
-            phases.headers_ns = max(proto.headers_ns, t0)
+            phases.headers_ns = max(handler.headers_ns, t0)
         if trace is not None:
             trace.t0_ns = t0
         try:
@@ -204,7 +206,8 @@ class Prober:
                 return await self._http_error(a, resp, use_so, total_deadline)
             tally = TokenTally(counter, TOKEN_STEP_CHARS, TOKEN_KEEP_CHARS)
             meter = StreamMeter(t0, tally, capture=Capture() if a.workload.quality else None)
-            await self._stream(a, resp, meter, (first_deadline, total_deadline), trace)
+            feeds = handler.feeds if handler is not None else None
+            await self._stream(a, resp, feeds, meter, (first_deadline, total_deadline), trace)
             return build_result(a), False
         finally:
             resp.close()
@@ -235,11 +238,13 @@ class Prober:
         self,
         a: Attempt,
         resp: aiohttp.ClientResponse,
+        feeds: collections.deque[tuple[int, int]] | None,
         meter: StreamMeter,
         deadlines: tuple[float, float],
         trace: ProbeTrace | None,
     ) -> None:
-        """Read the stream to its end (or a deadline, the byte cap, a fault) into `a`."""
+        """Read the stream to its end (or a deadline, the byte cap, a fault) into `a`; `feeds`
+        are the connection's noted socket reads (`StampingHandler.feeds`), None without."""
         r = _Reading(meter, trace, deadlines[1], self._timeouts.idle_s)
         first_deadline, total_deadline = deadlines
         loop = asyncio.get_running_loop()
@@ -251,8 +256,6 @@ class Prober:
         received = decoded = 0
         body_head = bytearray()
         reader = resp.content
-        proto = resp.connection.protocol if resp.connection is not None else None
-        feeds = proto.feeds if isinstance(proto, StampingHandler) else None
         try:
             decoder = BodyDecoder(resp.headers.get("Content-Encoding"))
         except EncodingError as exc:

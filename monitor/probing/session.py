@@ -149,9 +149,11 @@ class StampingHandler(ResponseHandler):
         before = self._payload
         super().data_received(data)
         payload = self._payload or before
-        if payload is not None and self.headers_ns is None:
+        if payload is None:
+            return  # the headers are not all here yet
+        if self.headers_ns is None:
             self.headers_ns = t
-        if payload is not None and (not self.feeds or payload.total_bytes > self.feeds[-1][0]):
+        if not self.feeds or payload.total_bytes > self.feeds[-1][0]:
             self.feeds.append((payload.total_bytes, t))
 
 
